@@ -1,0 +1,79 @@
+"""Run a suite against a Spark DataFrame, keep the result, and stop the pipeline on failure.
+
+Results are written as JSON plus a small HTML page under ``<home>/quality/<batch_id>/`` so a
+failed run can be read after the fact; ``GateFailed`` makes the Airflow task fail, which keeps
+every downstream task (and so every publish) from running.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+from pathlib import Path
+
+from learntrack.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class GateFailed(RuntimeError):
+    def __init__(self, suite: str, failures: list[str], report: Path):
+        self.suite, self.failures, self.report = suite, failures, report
+        super().__init__(f"quality gate {suite} failed: {'; '.join(failures)} (report: {report})")
+
+
+def validate(spark_df, suite, settings: Settings, batch_id: str) -> dict:
+    """Validate ``spark_df`` with ``suite``; raise GateFailed listing every failed expectation."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    try:
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    except Exception:  # noqa: BLE001 - cosmetic only
+        pass
+    asset = context.data_sources.add_spark(name="lake").add_dataframe_asset(name=suite.name)
+    batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": spark_df})
+    result = batch.validate(suite)
+    summary = result.to_json_dict()
+    failures = [
+        f"{r['expectation_config']['type']}({_kwargs(r['expectation_config']['kwargs'])})"
+        f" unexpected={r['result'].get('unexpected_count', r['result'].get('observed_value'))}"
+        for r in summary["results"] if not r["success"]
+    ]
+    report = _write_report(settings, batch_id, suite.name, summary, failures)
+    stats = summary["statistics"]
+    log.info("gate %s: %s/%s expectations passed (%s)", suite.name, stats["successful_expectations"],
+             stats["evaluated_expectations"], report)
+    if not result.success:
+        raise GateFailed(suite.name, failures, report)
+    return {"suite": suite.name, "passed": stats["successful_expectations"],
+            "evaluated": stats["evaluated_expectations"], "report": str(report)}
+
+
+def _kwargs(kwargs: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in kwargs.items() if k not in ("batch_id", "result_format"))
+
+
+def _write_report(settings: Settings, batch_id: str, suite: str, summary: dict, failures: list[str]) -> Path:
+    folder = settings.home_path / "quality" / batch_id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{suite}.json").write_text(json.dumps(summary, indent=1, default=str))
+    rows = "".join(
+        f"<tr class={'ok' if r['success'] else 'fail'}><td>{'PASS' if r['success'] else 'FAIL'}</td>"
+        f"<td>{html.escape(r['expectation_config']['type'])}</td>"
+        f"<td>{html.escape(_kwargs(r['expectation_config']['kwargs']))}</td>"
+        f"<td>{html.escape(str(r['result'].get('unexpected_count', r['result'].get('observed_value', ''))))}</td></tr>"
+        for r in summary["results"])
+    page = (f"<html><head><meta charset='utf-8'><title>{html.escape(suite)} {batch_id}</title><style>"
+            "td{padding:2px 8px;font-family:monospace}.fail{background:#fdd}.ok{background:#efe}</style></head>"
+            f"<body><h1>{html.escape(suite)}</h1><p>batch {batch_id}: "
+            f"{'PASSED' if not failures else 'FAILED'}</p><table><tr><th>result</th><th>expectation</th>"
+            f"<th>arguments</th><th>unexpected / observed</th></tr>{rows}</table></body></html>")
+    path = folder / f"{suite}.html"
+    path.write_text(page)
+    return path

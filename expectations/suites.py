@@ -1,0 +1,94 @@
+"""Expectation suites, one per layer and table. Schema and key expectations come from the table
+declarations in ``lake.tables``; the value rules are the domain's (event types, positions within
+the video, scores within bounds, write time after event time)."""
+
+from __future__ import annotations
+
+from lake.tables import (BRONZE_ACTIVITIES, GOLD_COURSE_DAILY, GOLD_STUDENT_ENGAGEMENT, SILVER_ACTIVITIES,
+                         Table)
+from learntrack.activity_model import EVENT_TYPES, MAX_CLOCK_SKEW
+
+
+def _structure(table: Table) -> list:
+    import great_expectations.expectations as gxe
+
+    exps = [gxe.ExpectTableColumnsToMatchSet(column_set=table.column_names, exact_match=True)]
+    exps += [gxe.ExpectColumnValuesToNotBeNull(column=c.name) for c in table.columns if not c.nullable]
+    if len(table.keys) == 1:
+        exps.append(gxe.ExpectColumnValuesToBeUnique(column=table.keys[0]))
+    else:
+        exps.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(table.keys)))
+    return exps
+
+
+def bronze_batch_suite(table: Table, expected_rows: int):
+    """A bronze batch holds exactly the documents MongoDB counted for the extraction range."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name=f"bronze.{table.name}.batch")
+    for e in _structure(table):
+        suite.add_expectation(e)
+    suite.add_expectation(gxe.ExpectTableRowCountToEqual(value=expected_rows))
+    return suite
+
+
+def silver_activities_suite():
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name="silver.activities")
+    for e in _structure(SILVER_ACTIVITIES):
+        suite.add_expectation(e)
+    for e in (
+        gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES)),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="duration_s", column_B="position_s", or_equal=True,
+                                                    ignore_row_if="either_value_is_missing"),
+        gxe.ExpectColumnValuesToBeBetween(column="position_s", min_value=0),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="max_score", column_B="score", or_equal=True,
+                                                    ignore_row_if="either_value_is_missing"),
+        gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0),
+    ):
+        suite.add_expectation(e)
+    return suite
+
+
+def silver_timing_suite():
+    """Validated over a projection with ``write_lag_s = ingested_at - event_time``."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name="silver.activities.timing")
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
+        column="write_lag_s", min_value=-MAX_CLOCK_SKEW.total_seconds()))
+    return suite
+
+
+def gold_course_daily_suite():
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name="gold.course_daily_engagement")
+    for e in _structure(GOLD_COURSE_DAILY):
+        suite.add_expectation(e)
+    for e in (
+        gxe.ExpectColumnValuesToBeBetween(column="active_learners", min_value=1),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="events", column_B="active_learners", or_equal=True),
+        gxe.ExpectColumnValuesToBeBetween(column="avg_quiz_score_pct", min_value=0, max_value=100),
+    ):
+        suite.add_expectation(e)
+    for c in ("page_views", "video_plays", "video_completions", "quiz_attempts", "assignment_submissions", "logins"):
+        suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0))
+    return suite
+
+
+def gold_student_engagement_suite():
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name="gold.student_engagement")
+    for e in _structure(GOLD_STUDENT_ENGAGEMENT):
+        suite.add_expectation(e)
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="events", min_value=1))
+    return suite

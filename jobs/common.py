@@ -1,0 +1,80 @@
+"""What every job shares: the interval a run covers and Delta write helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+UTC = dt.timezone.utc
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A DAG run's data interval [start, end). ``batch_id`` names everything the run writes."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+    def __post_init__(self):
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("interval bounds must be timezone-aware")
+        if self.end <= self.start:
+            raise ValueError(f"empty interval {self.start} .. {self.end}")
+
+    @property
+    def batch_id(self) -> str:
+        return self.end.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+    @property
+    def as_of_date(self) -> dt.date:
+        """The last day the interval covers (end is exclusive)."""
+        return (self.end.astimezone(UTC) - dt.timedelta(microseconds=1)).date()
+
+    @classmethod
+    def for_day(cls, day: dt.date) -> "Interval":
+        start = dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return cls(start, start + dt.timedelta(days=1))
+
+    @classmethod
+    def parse(cls, start: str, end: str) -> "Interval":
+        return cls(_parse_ts(start), _parse_ts(end))
+
+
+def _parse_ts(value) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        ts = value
+    else:
+        ts = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def delta_exists(spark, path: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.isDeltaTable(spark, path)
+
+
+def ensure_table(spark, table, lake_root: str) -> str:
+    """Create the Delta table from its declaration if it does not exist; return its path."""
+    from delta.tables import DeltaTable
+
+    path = table.path(lake_root)
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(table.spark_schema())
+    if table.partition_by:
+        builder = builder.partitionedBy(*table.partition_by)
+    builder.execute()
+    return path
+
+
+def read_table(spark, table, lake_root: str):
+    return spark.read.format("delta").load(ensure_table(spark, table, lake_root))
+
+
+def replace_partitions(df, table, lake_root: str, column: str, values: list) -> None:
+    """Overwrite exactly the partitions ``column IN values`` with ``df`` (idempotent recompute)."""
+    path = ensure_table(df.sparkSession, table, lake_root)
+    if not values:
+        return
+    literals = ", ".join(f"DATE'{v.isoformat()}'" if hasattr(v, "isoformat") else repr(v) for v in values)
+    (df.select(*table.column_names).write.format("delta").mode("overwrite")
+       .option("replaceWhere", f"{column} IN ({literals})").save(path))

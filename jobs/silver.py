@@ -1,0 +1,167 @@
+"""Silver: typed, validated, deduplicated activities and the current student dimension.
+
+Every bronze row of the run's batch ends in exactly one place: a new silver row, a duplicate of
+an event id silver already holds (or that repeats inside the batch), or the quarantine with the
+first rule it broke. Both writes are MERGEs on keys, so re-running a batch changes nothing.
+The rules mirror ``learntrack.activity_model.validate_activity``; "future" is judged against the
+row's own write time so that the outcome never depends on when the job runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobs.common import Interval, ensure_table
+from lake.tables import BRONZE_ACTIVITIES, BRONZE_STUDENTS, QUARANTINE, SILVER_ACTIVITIES, SILVER_STUDENTS
+from learntrack.activity_model import EVENT_TYPES, MAX_CLOCK_SKEW, MAX_ID_LEN, REGIONS, VIDEO_EVENT_TYPES
+from learntrack.settings import Settings
+
+# Every field read as text: numbers and objects arrive as their JSON text, so a wrong type is
+# detected by the rules below instead of silently becoming null inside the JSON parser.
+RAW_FIELDS = ("event_id", "student_id", "course_id", "item_id", "event_type", "event_time", "ingested_at",
+              "session_id", "device", "region", "country", "ip", "position_s", "duration_s", "score",
+              "max_score")
+RAW_SCHEMA = ", ".join(f"`{f}` STRING" for f in RAW_FIELDS)
+ID_PATTERN = rf"^[\x21-\x7e][\x20-\x7e]{{0,{MAX_ID_LEN - 1}}}$"
+DATE_PATTERN = r'^\{"\$date":\s*"([^"]+)"\}$'
+
+
+NUMBER_FIELDS = ("position_s", "duration_s", "score", "max_score")
+
+
+def typed_activities(bronze_df):
+    """Parse bronze rows into typed columns plus ``rule`` (null when the row is valid).
+
+    Built with the Column API, not SQL text, so the regular expressions reach Java unaltered.
+    """
+    from pyspark.sql import functions as F
+
+    col = F.col
+    parsed = bronze_df.select("*", F.from_json("raw", RAW_SCHEMA).alias("j")).select(
+        "source_id", "source_updated_at", "raw", "batch_id", "ingest_date", "j.*")
+
+    def number(name: str):
+        # A JSON number as DOUBLE; a quoted string such as "12" is not a number and gives null.
+        quoted = col("raw").rlike(r'"' + name + r'"\s*:\s*"')
+        return F.when(quoted, F.lit(None).cast("double")).otherwise(F.expr(f"try_cast({name} AS DOUBLE)"))
+
+    typed = parsed.select(
+        "source_id", "source_updated_at", "raw", "batch_id", "ingest_date",
+        "event_id", "student_id", "course_id", "item_id", "event_type",
+        F.try_to_timestamp(F.regexp_extract("event_time", DATE_PATTERN, 1)).alias("event_time"),
+        col("source_updated_at").alias("ingested_at"),
+        "session_id", "device", "region", "country", "ip",
+        *[number(c).alias(c) for c in NUMBER_FIELDS],
+    )
+
+    def id_bad(name: str):
+        return col(name).isNull() | ~col(name).rlike(ID_PATTERN)
+
+    video = col("event_type").isin(*VIDEO_EVENT_TYPES)
+    quiz = col("event_type") == "quiz_attempt"
+    skew = F.expr(f"INTERVAL {int(MAX_CLOCK_SKEW.total_seconds())} SECONDS")
+    rules = [
+        (id_bad("event_id"), "event_id missing or not a short printable string"),
+        (id_bad("student_id"), "student_id missing or not a short printable string"),
+        (id_bad("course_id"), "course_id missing or not a short printable string"),
+        (col("event_type").isNull() | ~col("event_type").isin(*EVENT_TYPES), "unknown event_type"),
+        (col("event_time").isNull(), "event_time missing or not a date"),
+        (col("event_time") > col("ingested_at") + skew, "event_time in the future"),
+        (video & (col("position_s").isNull() | col("duration_s").isNull()),
+         "video event without numeric position_s/duration_s"),
+        (video & ((col("duration_s") <= 0) | (col("position_s") < 0) | (col("position_s") > col("duration_s"))),
+         "video position outside [0, duration]"),
+        (quiz & (col("score").isNull() | col("max_score").isNull() | (col("max_score") <= 0)
+                 | (col("score") < 0) | (col("score") > col("max_score"))),
+         "quiz score missing or outside [0, max_score]"),
+        ((col("event_type") == "login") & (col("region").isNull() | ~col("region").isin(*REGIONS)),
+         "login with unknown region"),
+    ]
+    rule = F.lit(None).cast("string")
+    for condition, reason in reversed(rules):  # the first rule broken wins
+        rule = F.when(condition, F.lit(reason)).otherwise(rule)
+    return typed.withColumn("rule", rule).withColumn("event_date", F.to_date("event_time"))
+
+
+def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any]:
+    """Move the run's bronze batch into silver; return the reconciliation and affected days."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    lake = settings.lake_uri
+    bronze = spark.read.format("delta").load(ensure_table(spark, BRONZE_ACTIVITIES, lake))
+    batch = typed_activities(bronze.where(F.col("batch_id") == interval.batch_id)).persist()
+    try:
+        rows_in = batch.count()
+        bad = batch.where(F.col("rule").isNotNull())
+        good = batch.where(F.col("rule").isNull())
+        quarantined = bad.count()
+
+        # Inside the batch keep the first write of each event id; the rest are duplicates.
+        first = Window.partitionBy("event_id").orderBy("ingested_at", "source_id")
+        unique = (good.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n"))
+        valid = good.count()
+
+        q_path = ensure_table(spark, QUARANTINE, lake)
+        (DeltaTable.forPath(spark, q_path).alias("t")
+         .merge(bad.select(F.lit("activities").alias("source_table"), "source_id", "source_updated_at", "rule",
+                           "raw", "batch_id", "ingest_date").alias("s"),
+                "t.source_table = s.source_table AND t.source_id = s.source_id "
+                "AND t.source_updated_at = s.source_updated_at")
+         .whenNotMatchedInsertAll().execute())
+
+        s_path = ensure_table(spark, SILVER_ACTIVITIES, lake)
+        target = DeltaTable.forPath(spark, s_path)
+        before = target.history(1).first()["version"]
+        (target.alias("t")
+         .merge(unique.select(*SILVER_ACTIVITIES.column_names).alias("s"), "t.event_id = s.event_id")
+         .whenNotMatchedInsertAll().execute())
+        inserted = merged_rows_inserted(target, before)
+        days = sorted(r["event_date"] for r in good.select("event_date").distinct().collect())
+        by_rule = {r["rule"]: r["count"] for r in bad.groupBy("rule").count().collect()}
+    finally:
+        batch.unpersist()
+
+    students = build_student_dimension(spark, settings, interval)
+    result = {
+        "batch_id": interval.batch_id, "rows_in": rows_in, "inserted": inserted,
+        "duplicates": valid - inserted, "quarantined": quarantined, "quarantine_by_rule": by_rule,
+        "affected_dates": [d.isoformat() for d in days], "students_upserted": students,
+    }
+    if rows_in != inserted + (valid - inserted) + quarantined:  # pragma: no cover - guards the arithmetic
+        raise AssertionError(f"silver counts do not reconcile: {result}")
+    return result
+
+
+def merged_rows_inserted(table, version_before: int) -> int:
+    """Rows the MERGE that followed ``version_before`` inserted (0 when it committed nothing)."""
+    last = table.history(1).first()
+    if last["version"] == version_before or last["operation"] != "MERGE":
+        return 0
+    return int(last["operationMetrics"].get("numTargetRowsInserted", 0))
+
+
+def build_student_dimension(spark, settings: Settings, interval: Interval) -> int:
+    """Upsert the latest profile version of each student changed in this batch."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    lake = settings.lake_uri
+    bronze = spark.read.format("delta").load(ensure_table(spark, BRONZE_STUDENTS, lake))
+    schema = ("`_id` STRING, name STRING, email STRING, home_region STRING, country STRING, "
+              "subscription STRING, enrolled_courses ARRAY<STRING>")
+    latest = Window.partitionBy("source_id").orderBy(F.col("source_updated_at").desc())
+    changed = (bronze.where(F.col("batch_id") == interval.batch_id)
+               .withColumn("_n", F.row_number().over(latest)).where("_n = 1")
+               .select(F.from_json("raw", schema).alias("j"), "source_updated_at")
+               .select(F.col("j._id").alias("student_id"), "j.name", "j.email", "j.home_region", "j.country",
+                       "j.subscription", "j.enrolled_courses", F.col("source_updated_at").alias("updated_at"))
+               .where(F.col("student_id").isNotNull()))
+    path = ensure_table(spark, SILVER_STUDENTS, lake)
+    (DeltaTable.forPath(spark, path).alias("t")
+     .merge(changed.alias("s"), "t.student_id = s.student_id")
+     .whenMatchedUpdateAll(condition="s.updated_at > t.updated_at")
+     .whenNotMatchedInsertAll().execute())
+    return changed.count()

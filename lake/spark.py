@@ -1,0 +1,46 @@
+"""SparkSession with Delta Lake, configured only from settings.
+
+Local runs use ``local[2]`` and the Delta jars Maven put in ``<home>/tools/spark-jars``; a cluster
+or an object-store lake is a matter of LEARNTRACK_SPARK_MASTER / LEARNTRACK_SPARK_CONF.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+from learntrack.settings import Settings
+
+
+def spark_session(settings: Settings, app_name: str = "learntrack"):
+    from pyspark.sql import SparkSession
+
+    jars = sorted(glob.glob(str(settings.jars_dir / "*.jar")))
+    if not jars:
+        raise RuntimeError(f"no Delta jars in {settings.jars_dir}; run `learntrack stack install`")
+    os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(settings.spark_master)
+        .config("spark.jars", ",".join(jars))
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.memory", settings.spark_driver_memory)
+        .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        # Delta rebuilds table state with this many tasks (default 50): far too many for small
+        # local tables; a cluster raises it through LEARNTRACK_SPARK_CONF.
+        .config("spark.databricks.delta.snapshotPartitions", "2")
+        .config("spark.sql.warehouse.dir", str(settings.home_path / "spark-warehouse"))
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={settings.home_path / 'derby'}")
+        # Delta: keep small local tables small and make MERGE/replaceWhere deterministic.
+        .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
+        .config("spark.databricks.delta.optimizeWrite.enabled", "true")
+    )
+    for key, value in settings.spark_conf_map.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark

@@ -1,0 +1,160 @@
+"""Every lake table, declared once: layer, name, schema, keys, partitioning and meaning.
+
+Jobs write through these declarations (``lake.delta``), the quality gates derive their schema and
+key expectations from them (``expectations.suites``), and ``docs/tables.md`` is generated from
+them (``learntrack docs-tables``), so the three cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # Spark SQL type
+    nullable: bool = True
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    layer: str
+    name: str
+    columns: tuple[Column, ...]
+    keys: tuple[str, ...]  # unique together, never null
+    partition_by: tuple[str, ...] = ()
+    grain: str = ""
+    doc: str = ""
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+    @property
+    def ddl(self) -> str:
+        return ", ".join(f"`{c.name}` {c.type}{'' if c.nullable else ' NOT NULL'}" for c in self.columns)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def path(self, lake_root: str) -> str:
+        return f"{lake_root.rstrip('/')}/{self.layer}/{self.name}"
+
+    def spark_schema(self):
+        from pyspark.sql.types import StructType
+
+        return StructType.fromDDL(self.ddl)
+
+
+C = Column
+
+_RAW_COLUMNS = (
+    C("source_id", "STRING", False, "the document's _id as text"),
+    C("raw", "STRING", False, "the whole source document as MongoDB relaxed Extended JSON"),
+    C("source_updated_at", "TIMESTAMP", False, "the watermark column (ingested_at or updated_at)"),
+    C("batch_id", "STRING", False, "extraction batch: the DAG run's interval end"),
+    C("extracted_at", "TIMESTAMP", False, "when the extractor read the document"),
+    C("ingest_date", "DATE", False, "date of source_updated_at, the partition"),
+)
+
+
+def _bronze(name: str, source: str) -> Table:
+    return Table("bronze", name, _RAW_COLUMNS, keys=("source_id", "source_updated_at"),
+                 partition_by=("ingest_date",),
+                 grain=f"one row per version of a {source} document as extracted",
+                 doc=f"Append-only raw copy of MongoDB `{source}`; silver can be rebuilt from it.")
+
+
+BRONZE_ACTIVITIES = _bronze("activities", "activities")
+BRONZE_STUDENTS = _bronze("students", "students")
+BRONZE_COURSES = _bronze("courses", "courses")
+
+SILVER_ACTIVITIES = Table(
+    "silver", "activities",
+    (
+        C("event_id", "STRING", False, "client-made stable event id"),
+        C("student_id", "STRING", False),
+        C("course_id", "STRING", False),
+        C("item_id", "STRING", True, "video/quiz/assignment/page the event is about"),
+        C("event_type", "STRING", False, "one of learntrack.activity_model.EVENT_TYPES"),
+        C("event_time", "TIMESTAMP", False, "when it happened, as the client saw it (UTC)"),
+        C("ingested_at", "TIMESTAMP", False, "when it was written to MongoDB"),
+        C("event_date", "DATE", False, "date of event_time: late events land in their own day"),
+        C("session_id", "STRING"),
+        C("device", "STRING"),
+        C("region", "STRING", True, "login events: access region"),
+        C("country", "STRING"),
+        C("ip", "STRING"),
+        C("position_s", "DOUBLE", True, "video events: position in the video, seconds"),
+        C("duration_s", "DOUBLE", True, "video events: video length, seconds"),
+        C("score", "DOUBLE", True, "quiz attempts"),
+        C("max_score", "DOUBLE", True, "quiz attempts"),
+        C("batch_id", "STRING", False, "bronze batch the row came from"),
+    ),
+    keys=("event_id",), partition_by=("event_date",),
+    grain="one row per distinct event_id",
+    doc="Typed, validated, deduplicated activities (MERGE on event_id).",
+)
+
+QUARANTINE = Table(
+    "silver", "quarantine",
+    (
+        C("source_table", "STRING", False),
+        C("source_id", "STRING", False),
+        C("source_updated_at", "TIMESTAMP", False),
+        C("rule", "STRING", False, "the first rule the row broke"),
+        C("raw", "STRING", False),
+        C("batch_id", "STRING", False),
+        C("ingest_date", "DATE", False),
+    ),
+    keys=("source_table", "source_id", "source_updated_at"), partition_by=("ingest_date",),
+    grain="one row per rejected bronze row",
+    doc="Rows that failed silver's rules, with the rule and the raw document.",
+)
+
+SILVER_STUDENTS = Table(
+    "silver", "students",
+    (
+        C("student_id", "STRING", False), C("name", "STRING"), C("email", "STRING"),
+        C("home_region", "STRING"), C("country", "STRING"), C("subscription", "STRING"),
+        C("enrolled_courses", "ARRAY<STRING>"), C("updated_at", "TIMESTAMP", False),
+    ),
+    keys=("student_id",), grain="one row per student (current state)",
+    doc="Student dimension, latest profile version.",
+)
+
+GOLD_COURSE_DAILY = Table(
+    "gold", "course_daily_engagement",
+    (
+        C("event_date", "DATE", False), C("course_id", "STRING", False),
+        C("active_learners", "BIGINT", False, "distinct students with any event"),
+        C("events", "BIGINT", False, "all events"),
+        C("page_views", "BIGINT", False), C("video_plays", "BIGINT", False),
+        C("video_completions", "BIGINT", False), C("quiz_attempts", "BIGINT", False),
+        C("assignment_submissions", "BIGINT", False), C("logins", "BIGINT", False),
+        C("avg_quiz_score_pct", "DOUBLE", True, "mean of score/max_score*100 over quiz attempts"),
+    ),
+    keys=("event_date", "course_id"), partition_by=("event_date",),
+    grain="one row per course per day with activity",
+    doc="Daily course engagement; a day is recomputed whole when any of its events arrive.",
+)
+
+GOLD_STUDENT_ENGAGEMENT = Table(
+    "gold", "student_engagement",
+    (
+        C("as_of_date", "DATE", False, "score as of the end of this day"),
+        C("student_id", "STRING", False),
+        C("score", "DOUBLE", False, "sum over events of weight(type) * exp(-lambda * age_days)"),
+        C("events", "BIGINT", False, "events up to as_of_date"),
+        C("last_event_time", "TIMESTAMP", False),
+    ),
+    keys=("as_of_date", "student_id"), partition_by=("as_of_date",),
+    grain="one row per student with any event, per as-of day",
+    doc="Per-student engagement score with exponential time decay; weights and lambda in settings.",
+)
+
+ALL_TABLES = (BRONZE_ACTIVITIES, BRONZE_STUDENTS, BRONZE_COURSES, SILVER_ACTIVITIES, QUARANTINE,
+              SILVER_STUDENTS, GOLD_COURSE_DAILY, GOLD_STUDENT_ENGAGEMENT)

@@ -1,0 +1,35 @@
+"""The bridge from an Airflow task to a pipeline stage: read the run's data interval from the
+task context, build settings from the environment, call ``learntrack.pipeline``."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("learntrack")
+
+
+def current_interval():
+    from airflow.sdk import get_current_context
+
+    from jobs.common import Interval
+
+    ctx = get_current_context()
+    start, end = ctx["data_interval_start"], ctx["data_interval_end"]
+    if start is None or end is None or end <= start:  # a manual run without an interval: its day
+        from jobs.common import UTC
+
+        logical = ctx["logical_date"] or ctx["dag_run"].run_after
+        return Interval.for_day(logical.astimezone(UTC).date())
+    return Interval(start, end)
+
+
+def run_stage(name: str, **kwargs):
+    from learntrack import pipeline
+    from learntrack.settings import get_settings
+
+    interval = current_interval()
+    log.info("learntrack stage %s for interval %s .. %s (batch %s)", name, interval.start, interval.end,
+             interval.batch_id)
+    result = getattr(pipeline, name)(get_settings(), interval, **kwargs)
+    log.info("learntrack stage %s result: %s", name, result)
+    return result

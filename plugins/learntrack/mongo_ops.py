@@ -1,0 +1,131 @@
+"""MongoDB operational query patterns: bulk activity insert, latest-20, profile update.
+
+Written to the MongoDB API subset that both real MongoDB and the local FerretDB speak
+(find/sort/limit, insert_many unordered, find_one_and_update with $set, createIndexes).
+An activity's ``_id`` is its client-made ``event_id``, so a retried write is rejected by the
+server as a duplicate (code 11000) and counted, never stored twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from learntrack.activity_model import validate_activity
+from learntrack.settings import Settings
+
+DUPLICATE_KEY = 11000
+
+
+def client(settings: Settings):
+    from pymongo import MongoClient
+
+    return MongoClient(settings.mongo_uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+
+
+def database(settings: Settings, mongo_client=None):
+    return (mongo_client or client(settings))[settings.mongo_db]
+
+
+def ensure_indexes(db) -> None:
+    """Create the indexes the query patterns and the extractor use (idempotent)."""
+    db.activities.create_index([("student_id", 1), ("event_time", -1)], name="student_latest")
+    db.activities.create_index([("ingested_at", 1), ("_id", 1)], name="ingest_watermark")
+    db.students.create_index([("updated_at", 1), ("_id", 1)], name="changes")
+    db.courses.create_index([("updated_at", 1), ("_id", 1)], name="changes")
+    db.students.create_index([("email", 1)], name="email")
+
+
+@dataclass
+class InsertReport:
+    inserted: int = 0
+    duplicates: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (input index, reason)
+
+    def __str__(self) -> str:
+        return f"inserted={self.inserted} duplicates={self.duplicates} rejected={len(self.rejected)}"
+
+
+def insert_activities(db, docs: Iterable[Mapping[str, Any]], *, validate: bool = True,
+                      now: dt.datetime | None = None, batch_size: int = 5000) -> InsertReport:
+    """Bulk, unordered insert. Invalid documents are reported with their reason and skipped;
+    duplicates of an existing event id are counted; everything else is written.
+
+    ``ingested_at`` is the write time: set here unless the caller (the generator replaying
+    history) already provides one.
+    """
+    from pymongo.errors import BulkWriteError
+
+    now = now or dt.datetime.now(dt.timezone.utc)
+    report = InsertReport()
+    batch: list[dict] = []
+    batch_index: list[int] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        try:
+            res = db.activities.insert_many(batch, ordered=False)
+            report.inserted += len(res.inserted_ids)
+        except BulkWriteError as exc:
+            details = exc.details
+            report.inserted += details.get("nInserted", 0)
+            for err in details.get("writeErrors", []):
+                if err.get("code") == DUPLICATE_KEY:
+                    report.duplicates += 1
+                else:
+                    report.rejected.append((batch_index[err["index"]], f"server: {err.get('errmsg')}"))
+        batch.clear()
+        batch_index.clear()
+
+    for i, raw in enumerate(docs):
+        doc = dict(raw)
+        if validate:
+            reason = validate_activity(doc, now=now)
+            if reason:
+                report.rejected.append((i, reason))
+                continue
+        if "event_id" in doc and "_id" not in doc:
+            doc["_id"] = doc["event_id"]
+        doc.setdefault("ingested_at", now)
+        batch.append(doc)
+        batch_index.append(i)
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    return report
+
+
+def latest_activities(db, student_id: str, limit: int = 20) -> list[dict]:
+    """The newest ``limit`` activities of a student, served by the student_latest index."""
+    cursor = db.activities.find({"student_id": student_id}).sort("event_time", -1).limit(limit)
+    return list(cursor)
+
+
+PROFILE_FIELDS = {"name", "email", "phone", "country", "home_region", "subscription", "progress"}
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class ProfileError(ValueError):
+    pass
+
+
+def update_profile(db, student_id: str, changes: Mapping[str, Any],
+                   now: dt.datetime | None = None) -> dict:
+    """Apply allowed, validated changes to a student's profile; return the updated document."""
+    from pymongo import ReturnDocument
+
+    unknown = set(changes) - PROFILE_FIELDS
+    if unknown:
+        raise ProfileError(f"fields not allowed: {sorted(unknown)}; allowed: {sorted(PROFILE_FIELDS)}")
+    if "email" in changes and not (isinstance(changes["email"], str) and EMAIL_RE.match(changes["email"])):
+        raise ProfileError(f"invalid email {changes['email']!r}")
+    update = dict(changes)
+    update["updated_at"] = now or dt.datetime.now(dt.timezone.utc)
+    doc = db.students.find_one_and_update({"_id": student_id}, {"$set": update},
+                                          return_document=ReturnDocument.AFTER)
+    if doc is None:
+        raise ProfileError(f"unknown student {student_id!r}")
+    return doc

@@ -1,0 +1,155 @@
+"""The one settings object: environment variables with local defaults.
+
+Every address, path, port, weight and window the project uses comes from here, so a move from
+one laptop to a Spark cluster, a Mongo replica set, multi-node Cassandra or an object-store lake
+is a change of environment, never of code. Names are ``LEARNTRACK_<FIELD>`` in upper case.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _default_home() -> str:
+    return str(PROJECT_ROOT / ".local")
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- where local state lives (stack data, tools, logs, lake, Airflow home) ---------------
+    home: str = field(default_factory=_default_home)
+
+    # --- stores ----------------------------------------------------------------------------------
+    mongo_uri: str = "mongodb://127.0.0.1:27017/"
+    mongo_db: str = "learntrack"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "learntrack"
+    cassandra_hosts: str = "127.0.0.1"  # comma-separated contact points
+    cassandra_port: int = 9042
+    cassandra_keyspace: str = "learntrack"
+    # CQL replication map for CREATE KEYSPACE; a cluster sets e.g.
+    # {"class": "NetworkTopologyStrategy", "dc1": 3}
+    cassandra_replication: str = '{"class": "SimpleStrategy", "replication_factor": 1}'
+    cassandra_username: str = ""
+    cassandra_password: str = ""
+    neo4j_uri: str = "bolt://127.0.0.1:7687"
+    neo4j_user: str = ""  # empty: no auth (the local embedded server runs without it)
+    neo4j_password: str = ""
+
+    # --- lake and compute -----------------------------------------------------------------------
+    lake_root: str = ""  # path or URI (file:///..., s3a://..., abfss://...); default <home>/lake
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "2g"
+    spark_shuffle_partitions: int = 4
+    spark_jars_dir: str = ""  # default <home>/tools/spark-jars
+    spark_conf: str = "{}"  # JSON object of extra Spark conf (cluster, object-store credentials)
+    airflow_home: str = ""  # default <home>/airflow
+
+    # --- extraction ------------------------------------------------------------------------------
+    extract_batch_size: int = 5000
+    # Documents written less than this many seconds before the interval end are left for the
+    # next run: a write with an earlier ingested_at may still be in flight on another node.
+    extract_safety_lag_s: int = 5
+
+    # --- analytics -------------------------------------------------------------------------------
+    # Points per event type for the engagement score.
+    engagement_weights: str = (
+        '{"page_view": 1, "video_play": 2, "video_pause": 0.5, "video_seek": 0.5, '
+        '"video_complete": 5, "quiz_attempt": 4, "assignment_submit": 8, "login": 1}'
+    )
+    # Exponential time decay per day: S_today = S_prev * exp(-lambda * days) + points_today.
+    engagement_decay_per_day: float = 0.1
+    multi_region_window_minutes: int = 30
+
+    # --- local stack (ports the embedded servers listen on, loopback only) -------------------
+    stack_host: str = "127.0.0.1"
+    mongo_port: int = 27017
+    redis_port: int = 6379
+    cassandra_storage_port: int = 7000
+    neo4j_bolt_port: int = 7687
+    stack_start_timeout_s: int = 180
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Build settings from ``LEARNTRACK_*`` variables, then apply explicit overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"LEARNTRACK_{f.name.upper()}")
+            if raw is None:
+                continue
+            values[f.name] = _coerce(f.type, raw, f.name)
+        values.update(overrides)
+        return cls(**values)
+
+    def with_overrides(self, **overrides: Any) -> "Settings":
+        return replace(self, **overrides)
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as LEARNTRACK_* variables, for a child process (Airflow, a Spark worker)."""
+        return {f"LEARNTRACK_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}
+
+    # --- derived paths -----------------------------------------------------------------------
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home).resolve()
+
+    @property
+    def tools_dir(self) -> Path:
+        return self.home_path / "tools"
+
+    @property
+    def stack_dir(self) -> Path:
+        return self.home_path / "stack"
+
+    @property
+    def lake_uri(self) -> str:
+        """Lake root as Spark understands it: a URI, or an absolute local path."""
+        return self.lake_root or str(self.home_path / "lake")
+
+    @property
+    def jars_dir(self) -> Path:
+        return Path(self.spark_jars_dir) if self.spark_jars_dir else self.tools_dir / "spark-jars"
+
+    @property
+    def airflow_home_path(self) -> Path:
+        return Path(self.airflow_home) if self.airflow_home else self.home_path / "airflow"
+
+    @property
+    def engagement_weight_map(self) -> dict[str, float]:
+        return {k: float(v) for k, v in json.loads(self.engagement_weights).items()}
+
+    @property
+    def spark_conf_map(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in json.loads(self.spark_conf).items()}
+
+    @property
+    def cassandra_replication_map(self) -> dict[str, Any]:
+        return json.loads(self.cassandra_replication)
+
+    @property
+    def cassandra_contact_points(self) -> list[str]:
+        return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()]
+
+
+def _coerce(type_name: Any, raw: str, name: str) -> Any:
+    kind = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", str(type_name))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"LEARNTRACK_{name.upper()}={raw!r} is not a valid {kind}") from exc
+    return raw
+
+
+def get_settings() -> Settings:
+    return Settings.from_env()

@@ -1,0 +1,97 @@
+"""Cassandra: the published daily course aggregates that Grafana reads.
+
+Two query tables over the same rows (Cassandra is modelled per query): by day (top courses on
+a day) and by course (one course over time). A recomputed day replaces its rows exactly: courses
+no longer present that day are deleted, the rest are upserted with prepared statements.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Iterable, Mapping
+
+from learntrack.settings import Settings
+
+METRICS = ("active_learners", "events", "page_views", "video_plays", "video_completions", "quiz_attempts",
+           "assignment_submissions", "logins", "avg_quiz_score_pct")
+_METRIC_TYPES = {m: "bigint" for m in METRICS} | {"avg_quiz_score_pct": "double"}
+_COLUMNS_DDL = ", ".join(f"{m} {t}" for m, t in _METRIC_TYPES.items())
+
+TABLE_BY_DAY = "course_daily_engagement_by_day"
+TABLE_BY_COURSE = "course_daily_engagement_by_course"
+
+
+def connect(settings: Settings):
+    from cassandra.auth import PlainTextAuthProvider
+    from cassandra.cluster import Cluster
+    from cassandra.policies import DCAwareRoundRobinPolicy
+
+    auth = (PlainTextAuthProvider(settings.cassandra_username, settings.cassandra_password)
+            if settings.cassandra_username else None)
+    cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port, auth_provider=auth,
+                      load_balancing_policy=DCAwareRoundRobinPolicy(), protocol_version=5)
+    return cluster, cluster.connect()
+
+
+def ensure_schema(session, settings: Settings) -> None:
+    replication = ", ".join(f"'{k}': {v!r}" if isinstance(v, str) else f"'{k}': {v}"
+                            for k, v in settings.cassandra_replication_map.items())
+    ks = settings.cassandra_keyspace
+    session.execute(f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{{replication}}}")
+    session.execute(f"CREATE TABLE IF NOT EXISTS {ks}.{TABLE_BY_DAY} (event_date date, course_id text, "
+                    f"{_COLUMNS_DDL}, PRIMARY KEY ((event_date), course_id))")
+    session.execute(f"CREATE TABLE IF NOT EXISTS {ks}.{TABLE_BY_COURSE} (course_id text, event_date date, "
+                    f"{_COLUMNS_DDL}, PRIMARY KEY ((course_id), event_date)) "
+                    "WITH CLUSTERING ORDER BY (event_date DESC)")
+
+
+def publish_course_daily(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping]) -> dict:
+    """Make Cassandra hold exactly ``rows`` for each of ``days``."""
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    days = sorted(set(days))
+    by_day: dict[dt.date, list[Mapping]] = {d: [] for d in days}
+    for row in rows:
+        by_day.setdefault(row["event_date"], []).append(row)
+    cluster, session = connect(settings)
+    try:
+        ensure_schema(session, settings)
+        ks = settings.cassandra_keyspace
+        cols = ", ".join(METRICS)
+        marks = ", ".join("?" for _ in METRICS)
+        upsert_day = session.prepare(f"INSERT INTO {ks}.{TABLE_BY_DAY} (event_date, course_id, {cols}) "
+                                     f"VALUES (?, ?, {marks})")
+        upsert_course = session.prepare(f"INSERT INTO {ks}.{TABLE_BY_COURSE} (course_id, event_date, {cols}) "
+                                        f"VALUES (?, ?, {marks})")
+        existing = session.prepare(f"SELECT course_id FROM {ks}.{TABLE_BY_DAY} WHERE event_date = ?")
+        delete_day = session.prepare(f"DELETE FROM {ks}.{TABLE_BY_DAY} WHERE event_date = ? AND course_id = ?")
+        delete_course = session.prepare(f"DELETE FROM {ks}.{TABLE_BY_COURSE} WHERE course_id = ? AND event_date = ?")
+        upserted = deleted = 0
+        for day, day_rows in sorted(by_day.items()):
+            keep = {r["course_id"] for r in day_rows}
+            stale = [r.course_id for r in session.execute(existing, (day,)) if r.course_id not in keep]
+            if stale:
+                execute_concurrent_with_args(session, delete_day, [(day, c) for c in stale], raise_on_first_error=True)
+                execute_concurrent_with_args(session, delete_course, [(c, day) for c in stale],
+                                             raise_on_first_error=True)
+                deleted += len(stale)
+            values = [tuple(r[m] for m in METRICS) for r in day_rows]
+            execute_concurrent_with_args(session, upsert_day,
+                                         [(day, r["course_id"], *v) for r, v in zip(day_rows, values)],
+                                         concurrency=64, raise_on_first_error=True)
+            execute_concurrent_with_args(session, upsert_course,
+                                         [(r["course_id"], day, *v) for r, v in zip(day_rows, values)],
+                                         concurrency=64, raise_on_first_error=True)
+            upserted += len(day_rows)
+        return {"days": len(by_day), "rows_upserted": upserted, "rows_deleted": deleted}
+    finally:
+        cluster.shutdown()
+
+
+def read_day(settings: Settings, day: dt.date) -> list[dict]:
+    cluster, session = connect(settings)
+    try:
+        stmt = session.prepare(f"SELECT * FROM {settings.cassandra_keyspace}.{TABLE_BY_DAY} WHERE event_date = ?")
+        return [dict(r._asdict()) for r in session.execute(stmt, (day,))]
+    finally:
+        cluster.shutdown()

@@ -1,0 +1,56 @@
+"""A person-readable account of what landed in each store for one pipeline day."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Callable
+
+
+def print_summary(settings, day: dt.date, echo: Callable[[str], None]) -> None:
+    from jobs.common import read_table
+    from lake.spark import spark_session
+    from lake.tables import ALL_TABLES
+    from learntrack.mongo_ops import client
+    from learntrack.sinks import cassandra_sink, neo4j_sink, redis_sink
+
+    echo("")
+    echo(f"==================== LearnTrack summary for {day} ====================")
+    mongo = client(settings)
+    db = mongo[settings.mongo_db]
+    echo("MongoDB (source)      " + ", ".join(f"{c}={db[c].estimated_document_count()}"
+                                              for c in ("students", "courses", "activities")))
+    mongo.close()
+
+    spark = spark_session(settings)
+    echo(f"Delta lake            {settings.lake_uri}")
+    for table in ALL_TABLES:
+        echo(f"  {table.qualified:<32} {read_table(spark, table, settings.lake_uri).count():>9} rows")
+    quarantine = read_table(spark, [t for t in ALL_TABLES if t.name == "quarantine"][0], settings.lake_uri)
+    for row in quarantine.groupBy("rule").count().orderBy("rule").collect():
+        echo(f"    quarantined: {row['count']:>5}  {row['rule']}")
+
+    rows = cassandra_sink.read_day(settings, day)
+    echo(f"Cassandra             {settings.cassandra_keyspace}.{cassandra_sink.TABLE_BY_DAY} "
+         f"for {day}: {len(rows)} courses")
+    for r in sorted(rows, key=lambda r: -r["events"])[:5]:
+        avg = f"{r['avg_quiz_score_pct']:.1f}%" if r["avg_quiz_score_pct"] is not None else "-"
+        echo(f"    {r['course_id']}: learners={r['active_learners']:>4} events={r['events']:>5} "
+             f"completions={r['video_completions']:>3} quizzes={r['quiz_attempts']:>3} avg quiz={avg}")
+
+    top = redis_sink.top(settings, 5)
+    as_of = redis_sink.connect(settings).get(redis_sink.keys(settings)["as_of"])
+    echo(f"Redis                 engagement leaderboard as of {as_of}: "
+         f"{redis_sink.connect(settings).zcard(redis_sink.keys(settings)['leaderboard'])} students")
+    for sid, score in top:
+        echo(f"    {sid}: {score:.2f}")
+
+    since = dt.datetime.combine(day - dt.timedelta(days=30), dt.time(), dt.timezone.utc)
+    until = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+    pairs = neo4j_sink.multi_region_pairs(settings, since, until)
+    echo(f"Neo4j                 multi-region access within {settings.multi_region_window_minutes} min: "
+         f"{len({p['student_id'] for p in pairs})} students, {len(pairs)} access pairs")
+    for p in pairs[:5]:
+        echo(f"    {p['student_id']}: {p['first_region']} {p['first_at'].iso_format()[:19]} -> "
+             f"{p['second_region']} {p['second_at'].iso_format()[:19]}")
+    echo(f"Quality reports       {settings.home_path / 'quality'}")
+    echo("=" * 70)

@@ -1,0 +1,34 @@
+import pytest
+
+from learntrack.settings import Settings
+
+
+def test_env_overrides_defaults_and_coerces_types():
+    s = Settings.from_env({"LEARNTRACK_MONGO_PORT": "27999", "LEARNTRACK_LAKE_ROOT": "s3a://bucket/lake",
+                           "LEARNTRACK_ENGAGEMENT_DECAY_PER_DAY": "0.25"})
+    assert s.mongo_port == 27999
+    assert s.lake_uri == "s3a://bucket/lake"
+    assert s.engagement_decay_per_day == 0.25
+
+
+def test_defaults_are_local_and_derived_paths_follow_home():
+    s = Settings.from_env({"LEARNTRACK_HOME": "/tmp/lt-home"})
+    assert s.lake_uri == "/tmp/lt-home/lake"
+    assert str(s.airflow_home_path) == "/tmp/lt-home/airflow"
+    assert s.mongo_uri.startswith("mongodb://127.0.0.1")
+
+
+def test_bad_number_names_the_variable():
+    with pytest.raises(ValueError, match="LEARNTRACK_REDIS_PORT"):
+        Settings.from_env({"LEARNTRACK_REDIS_PORT": "six"})
+
+
+def test_json_settings_parse():
+    s = Settings.from_env({"LEARNTRACK_SPARK_CONF": '{"spark.executor.memory": "4g"}'})
+    assert s.spark_conf_map == {"spark.executor.memory": "4g"}
+    assert s.engagement_weight_map["video_complete"] == 5.0
+
+
+def test_to_env_round_trips():
+    s = Settings.from_env({}, mongo_db="x", cassandra_port=9999, engagement_decay_per_day=0.5)
+    assert Settings.from_env(s.to_env()) == s
