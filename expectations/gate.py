@@ -24,8 +24,8 @@ class GateFailed(RuntimeError):
         super().__init__(f"quality gate {suite} failed: {'; '.join(failures)} (report: {report})")
 
 
-def validate(spark_df, suite, settings: Settings, batch_id: str) -> dict:
-    """Validate ``spark_df`` with ``suite``; raise GateFailed listing every failed expectation."""
+def validate(spark_df, spec, settings: Settings, batch_id: str) -> dict:
+    """Validate ``spark_df`` with the suite ``spec``; raise GateFailed listing every failed expectation."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
@@ -36,6 +36,7 @@ def validate(spark_df, suite, settings: Settings, batch_id: str) -> dict:
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
     except Exception:  # noqa: BLE001 - cosmetic only
         pass
+    suite = gx.ExpectationSuite(name=spec.name, expectations=list(spec.expectations))
     asset = context.data_sources.add_spark(name="lake").add_dataframe_asset(name=suite.name)
     batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": spark_df})
     result = batch.validate(suite)

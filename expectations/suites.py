@@ -4,9 +4,23 @@ the video, scores within bounds, write time after event time)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from lake.tables import (BRONZE_ACTIVITIES, GOLD_COURSE_DAILY, GOLD_STUDENT_ENGAGEMENT, SILVER_ACTIVITIES,
                          Table)
 from learntrack.activity_model import EVENT_TYPES, MAX_CLOCK_SKEW
+
+
+@dataclass
+class SuiteSpec:
+    """A suite's name and expectations; ``expectations.gate`` turns it into a GX suite inside a
+    data context (GX 1.x cannot build suites before a context exists)."""
+
+    name: str
+    expectations: list = field(default_factory=list)
+
+    def add_expectation(self, expectation) -> None:
+        self.expectations.append(expectation)
 
 
 def _structure(table: Table) -> list:
@@ -23,10 +37,9 @@ def _structure(table: Table) -> list:
 
 def bronze_batch_suite(table: Table, expected_rows: int):
     """A bronze batch holds exactly the documents MongoDB counted for the extraction range."""
-    import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    suite = gx.ExpectationSuite(name=f"bronze.{table.name}.batch")
+    suite = SuiteSpec(name=f"bronze.{table.name}.batch")
     for e in _structure(table):
         suite.add_expectation(e)
     suite.add_expectation(gxe.ExpectTableRowCountToEqual(value=expected_rows))
@@ -34,10 +47,9 @@ def bronze_batch_suite(table: Table, expected_rows: int):
 
 
 def silver_activities_suite():
-    import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    suite = gx.ExpectationSuite(name="silver.activities")
+    suite = SuiteSpec(name="silver.activities")
     for e in _structure(SILVER_ACTIVITIES):
         suite.add_expectation(e)
     for e in (
@@ -55,20 +67,18 @@ def silver_activities_suite():
 
 def silver_timing_suite():
     """Validated over a projection with ``write_lag_s = ingested_at - event_time``."""
-    import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    suite = gx.ExpectationSuite(name="silver.activities.timing")
+    suite = SuiteSpec(name="silver.activities.timing")
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
         column="write_lag_s", min_value=-MAX_CLOCK_SKEW.total_seconds()))
     return suite
 
 
 def gold_course_daily_suite():
-    import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    suite = gx.ExpectationSuite(name="gold.course_daily_engagement")
+    suite = SuiteSpec(name="gold.course_daily_engagement")
     for e in _structure(GOLD_COURSE_DAILY):
         suite.add_expectation(e)
     for e in (
@@ -83,10 +93,9 @@ def gold_course_daily_suite():
 
 
 def gold_student_engagement_suite():
-    import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    suite = gx.ExpectationSuite(name="gold.student_engagement")
+    suite = SuiteSpec(name="gold.student_engagement")
     for e in _structure(GOLD_STUDENT_ENGAGEMENT):
         suite.add_expectation(e)
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0))

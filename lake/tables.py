@@ -44,9 +44,20 @@ class Table:
         return f"{lake_root.rstrip('/')}/{self.layer}/{self.name}"
 
     def spark_schema(self):
-        from pyspark.sql.types import StructType
+        from pyspark.sql.types import StructField, StructType
 
-        return StructType.fromDDL(self.ddl)
+        return StructType([StructField(c.name, _spark_type(c.type), c.nullable) for c in self.columns])
+
+
+def _spark_type(name: str):
+    """Spark type for the SQL type names used in declarations (no SparkSession needed)."""
+    from pyspark.sql import types as T
+
+    simple = {"STRING": T.StringType(), "DOUBLE": T.DoubleType(), "BIGINT": T.LongType(), "INT": T.IntegerType(),
+              "DATE": T.DateType(), "TIMESTAMP": T.TimestampType(), "BOOLEAN": T.BooleanType()}
+    if name.startswith("ARRAY<") and name.endswith(">"):
+        return T.ArrayType(_spark_type(name[6:-1]))
+    return simple[name]
 
 
 C = Column

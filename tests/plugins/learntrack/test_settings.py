@@ -32,3 +32,17 @@ def test_json_settings_parse():
 def test_to_env_round_trips():
     s = Settings.from_env({}, mongo_db="x", cassandra_port=9999, engagement_decay_per_day=0.5)
     assert Settings.from_env(s.to_env()) == s
+
+
+def test_every_setting_is_documented():
+    from dataclasses import fields
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "configuration.md").read_text()
+    missing = []
+    for f in fields(Settings):
+        var = f"LEARNTRACK_{f.name.upper()}"
+        short = "_" + f.name.upper().split("_", 1)[1] if "_" in f.name else var
+        if var not in doc and f"`{short}`" not in doc and f", `{short}`" not in doc and short + "`" not in doc:
+            missing.append(var)
+    assert not missing, f"undocumented settings: {missing}"

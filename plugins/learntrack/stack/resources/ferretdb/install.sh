@@ -11,7 +11,8 @@
 # Why not `go install github.com/FerretDB/FerretDB/cmd/ferretdb@...`:
 # build/version/version.txt is generated upstream and absent from the module
 # zip, so such a binary panics at start (upstream issue #2982).  We copy the
-# module source, write the version files, and build from the copy.
+# module source, write the version files, apply two small fixes for upstream
+# bugs (see README.md), and build from the copy.
 set -euo pipefail
 
 FERRETDB_MODULE="github.com/FerretDB/FerretDB"
