@@ -38,22 +38,27 @@ SOURCES = (
 COMMIT_ROWS = 200_000
 
 
-def current_watermark(spark, table: Table, lake_root: str) -> tuple[dt.datetime, Any] | None:
-    """(write time, _id) of the newest extracted row, read back from the bronze table."""
+def bronze_state(spark, table: Table, lake_root: str, batch_id: str) -> tuple[tuple[dt.datetime, Any] | None, int]:
+    """(watermark, rows already in ``batch_id``) read back from the bronze table.
+
+    The watermark is the (write time, _id) of the newest extracted row; only the newest
+    ``ingest_date`` partition is read to find it.
+    """
     from bson import json_util
     from pyspark.sql import functions as F
 
     df = spark.read.format("delta").load(ensure_table(spark, table, lake_root))
-    top = df.agg(F.max("ingest_date").alias("d")).first()["d"]
-    if top is None:
-        return None
-    row = (df.where(F.col("ingest_date") == F.lit(top))
+    top = df.agg(F.max("ingest_date").alias("d"),
+                 F.sum(F.when(F.col("batch_id") == batch_id, 1).otherwise(0)).alias("n")).first()
+    if top["d"] is None:
+        return None, 0
+    row = (df.where(F.col("ingest_date") == F.lit(top["d"]))
              .orderBy(F.col("source_updated_at").desc(), F.col("source_id").desc())
              .select("raw", "source_updated_at").first())
     doc = json_util.loads(row["raw"])
     ts = row["source_updated_at"]
     ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-    return ts, doc["_id"]
+    return (ts, doc["_id"]), int(top["n"] or 0)
 
 
 def _mongo_filter(field: str, watermark, upper: dt.datetime) -> dict:
@@ -69,12 +74,9 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
     from bson import json_util
     from bson.json_util import RELAXED_JSON_OPTIONS
 
-    from pyspark.sql import functions as F
-
     path = ensure_table(spark, source.table, settings.lake_uri)
-    watermark = current_watermark(spark, source.table, settings.lake_uri)
-    # Rows an earlier attempt of this same batch already committed (a re-run, or a crash mid-way).
-    already = (spark.read.format("delta").load(path).where(F.col("batch_id") == interval.batch_id).count())
+    # ``already``: rows an earlier attempt of this same batch committed (a re-run, or a crash mid-way).
+    watermark, already = bronze_state(spark, source.table, settings.lake_uri, interval.batch_id)
     now = dt.datetime.now(UTC)
     upper = min(interval.end, now - dt.timedelta(seconds=settings.extract_safety_lag_s))
     flt = _mongo_filter(source.watermark_field, watermark, upper)

@@ -54,15 +54,25 @@ def delta_exists(spark, path: str) -> bool:
     return DeltaTable.isDeltaTable(spark, path)
 
 
+_KNOWN_TABLES: set[tuple[int, str]] = set()
+
+
 def ensure_table(spark, table, lake_root: str) -> str:
-    """Create the Delta table from its declaration if it does not exist; return its path."""
+    """Create the Delta table from its declaration if it does not exist; return its path.
+
+    Remembered per SparkSession so that a stage touching a table many times checks it once.
+    """
     from delta.tables import DeltaTable
 
     path = table.path(lake_root)
+    key = (id(spark), path)
+    if key in _KNOWN_TABLES:
+        return path
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(table.spark_schema())
     if table.partition_by:
         builder = builder.partitionedBy(*table.partition_by)
     builder.execute()
+    _KNOWN_TABLES.add(key)
     return path
 
 
