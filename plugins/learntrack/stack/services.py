@@ -118,7 +118,8 @@ def _cassandra_ready(settings: Settings) -> None:
 # ---------------------------------------------------------------------------------------- neo4j
 def _neo4j_command(settings: Settings, state: Path) -> list[str]:
     tools = settings.tools_dir / "neo4j"
-    return ["java", *_jvm_options("neo4j"), "-cp", f"{tools / 'lib'}/*", str(tools / "Launcher.java"),
+    # The launcher is compiled by install.sh (faster start and ~50 MB less than source-file mode).
+    return ["java", *_jvm_options("neo4j"), "-cp", f"{tools / 'lib'}/*:{tools / 'classes'}", "Launcher",
             str(state / "data"), f"{settings.stack_host}:{settings.neo4j_bolt_port}"]
 
 
