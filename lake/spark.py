@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+from pathlib import Path
 
 from learntrack.settings import Settings
 
@@ -19,6 +20,9 @@ def spark_session(settings: Settings, app_name: str = "learntrack"):
     if not jars:
         raise RuntimeError(f"no Delta jars in {settings.jars_dir}; run `learntrack stack install`")
     os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
+    if settings.spark_master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # a local driver needs no routable address
+    log4j = Path(__file__).with_name("log4j2.properties")
     builder = (
         SparkSession.builder.appName(app_name)
         .master(settings.spark_master)
@@ -34,7 +38,8 @@ def spark_session(settings: Settings, app_name: str = "learntrack"):
         # local tables; a cluster raises it through LEARNTRACK_SPARK_CONF.
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.sql.warehouse.dir", str(settings.home_path / "spark-warehouse"))
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={settings.home_path / 'derby'}")
+        .config("spark.driver.extraJavaOptions",
+                f"-Dderby.system.home={settings.home_path / 'derby'} -Dlog4j2.configurationFile=file:{log4j}")
         # Delta: keep small local tables small and make MERGE/replaceWhere deterministic.
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
         .config("spark.databricks.delta.optimizeWrite.enabled", "true")

@@ -109,6 +109,21 @@ def airflow(settings: Settings, *argv: str, quiet: bool = False) -> subprocess.C
                           capture_output=quiet)
 
 
+def _progress_line(line: str) -> str | None:
+    """The lines of an Airflow log a person wants to see while the DAG runs."""
+    import re
+
+    m = re.search(r"learntrack stage (\w+) result: (.*?)\s+\[learntrack\]", line)
+    if m:
+        return f"  done  {m.group(1):<18} {m.group(2)[:150]}"
+    m = re.search(r"learntrack stage (\w+) for interval", line)
+    if m:
+        return f"  start {m.group(1)}"
+    if "GateFailed" in line or "Task failed" in line or "ERROR" in line:
+        return "  " + line.strip()[:220]
+    return None
+
+
 def run_dag(settings: Settings, day: dt.date, log_file: Path | None = None) -> float:
     """Run the DAG for ``day`` with ``airflow dags test``; return seconds taken."""
     t0 = time.monotonic()
@@ -124,8 +139,9 @@ def run_dag(settings: Settings, day: dt.date, log_file: Path | None = None) -> f
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             fh.write(line)
-            if "learntrack stage" in line or "ERROR" in line or "Marking task as" in line:
-                echo("  " + line.strip()[-220:])
+            shown = _progress_line(line)
+            if shown:
+                echo(shown)
         code = proc.wait()
     if code != 0:
         raise RuntimeError(f"DAG run for {day} failed (exit {code}); see {log_file}")

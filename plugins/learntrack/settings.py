@@ -26,11 +26,12 @@ class Settings:
     home: str = field(default_factory=_default_home)
 
     # --- stores ----------------------------------------------------------------------------------
-    mongo_uri: str = "mongodb://127.0.0.1:27017/"
+    # Empty URIs point at the local stack (stack_host and the ports below).
+    mongo_uri: str = ""
     mongo_db: str = "learntrack"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = ""
     redis_prefix: str = "learntrack"
-    cassandra_hosts: str = "127.0.0.1"  # comma-separated contact points
+    cassandra_hosts: str = ""  # comma-separated contact points
     cassandra_port: int = 9042
     cassandra_keyspace: str = "learntrack"
     # CQL replication map for CREATE KEYSPACE; a cluster sets e.g.
@@ -38,7 +39,7 @@ class Settings:
     cassandra_replication: str = '{"class": "SimpleStrategy", "replication_factor": 1}'
     cassandra_username: str = ""
     cassandra_password: str = ""
-    neo4j_uri: str = "bolt://127.0.0.1:7687"
+    neo4j_uri: str = ""
     neo4j_user: str = ""  # empty: no auth (the local embedded server runs without it)
     neo4j_password: str = ""
 
@@ -74,6 +75,17 @@ class Settings:
     cassandra_storage_port: int = 7000
     neo4j_bolt_port: int = 7687
     stack_start_timeout_s: int = 180
+
+    def __post_init__(self):
+        local = {
+            "mongo_uri": f"mongodb://{self.stack_host}:{self.mongo_port}/",
+            "redis_url": f"redis://{self.stack_host}:{self.redis_port}/0",
+            "cassandra_hosts": self.stack_host,
+            "neo4j_uri": f"bolt://{self.stack_host}:{self.neo4j_bolt_port}",
+        }
+        for name, value in local.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, value)
 
     # ------------------------------------------------------------------------------------------
     @classmethod

@@ -46,3 +46,10 @@ def test_every_setting_is_documented():
         if var not in doc and f"`{short}`" not in doc and f", `{short}`" not in doc and short + "`" not in doc:
             missing.append(var)
     assert not missing, f"undocumented settings: {missing}"
+
+
+def test_store_addresses_follow_the_local_stack_ports_unless_given():
+    s = Settings.from_env({"LEARNTRACK_MONGO_PORT": "28017", "LEARNTRACK_NEO4J_BOLT_PORT": "7787"})
+    assert s.mongo_uri == "mongodb://127.0.0.1:28017/" and s.neo4j_uri == "bolt://127.0.0.1:7787"
+    s = Settings.from_env({"LEARNTRACK_MONGO_URI": "mongodb://m1,m2/?replicaSet=rs0"})
+    assert s.mongo_uri == "mongodb://m1,m2/?replicaSet=rs0"
