@@ -1,13 +1,24 @@
 """LearnTrack daily pipeline: MongoDB -> bronze -> gate -> silver -> gate -> gold -> gate -> sinks.
 
-Wiring only: every task body is one call into ``learntrack.airflow_tasks``, imported inside the
-task, so parsing this file imports nothing heavy and touches no store.
+Wiring only: every task is one call into ``learntrack.airflow_tasks.run_stage``, imported inside
+the task, so parsing this file imports nothing heavy and touches no store.
 """
 
 from __future__ import annotations
 
 import pendulum
 from airflow.sdk import dag, task
+
+
+@task
+def stage(name: str, **upstream):
+    from learntrack.airflow_tasks import run_stage
+
+    return run_stage(name, **upstream)
+
+
+def step(task_id: str, name: str, **upstream):
+    return stage.override(task_id=task_id)(name, **upstream)
 
 
 @dag(
@@ -21,70 +32,15 @@ from airflow.sdk import dag, task
     doc_md=__doc__,
 )
 def learntrack_pipeline():
-    @task
-    def extract_bronze() -> list:
-        from learntrack.airflow_tasks import run_stage
-
-        return run_stage("extract")
-
-    @task
-    def gate_bronze(extracted: list) -> list:
-        from learntrack.airflow_tasks import run_stage
-
-        return run_stage("gate_bronze", extracted=extracted)
-
-    @task
-    def build_silver() -> dict:
-        from learntrack.airflow_tasks import run_stage
-
-        return run_stage("silver")
-
-    @task
-    def gate_silver(silver: dict) -> list:
-        from learntrack.airflow_tasks import run_stage
-
-        return run_stage("gate_silver", affected_dates=silver["affected_dates"])
-
-    @task
-    def build_gold(silver: dict) -> dict:
-        from learntrack.airflow_tasks import run_stage
-
-        return run_stage("gold", affected_dates=silver["affected_dates"])
-
-    @task
-    def gate_gold(gold: dict) -> list:
-        from learntrack.airflow_tasks import run_stage
-
-        return run_stage("gate_gold", recomputed_dates=gold["recomputed_dates"])
-
-    @task
-    def publish_cassandra(gold: dict) -> dict:
-        from learntrack.airflow_tasks import run_stage
-
-        return run_stage("publish_cassandra", recomputed_dates=gold["recomputed_dates"])
-
-    @task
-    def publish_redis() -> dict:
-        from learntrack.airflow_tasks import run_stage
-
-        return run_stage("publish_redis")
-
-    @task
-    def publish_neo4j(gold: dict) -> dict:
-        from learntrack.airflow_tasks import run_stage
-
-        return run_stage("publish_neo4j", recomputed_dates=gold["recomputed_dates"])
-
-    extracted = extract_bronze()
-    bronze_ok = gate_bronze(extracted)
-    silver = build_silver()
-    bronze_ok >> silver
-    silver_ok = gate_silver(silver)
-    gold = build_gold(silver)
-    silver_ok >> gold
-    gold_ok = gate_gold(gold)
-    for publish in (publish_cassandra(gold), publish_redis(), publish_neo4j(gold)):
-        gold_ok >> publish
+    extracted = step("extract_bronze", "extract")
+    silver = step("build_silver", "silver")
+    step("gate_bronze", "gate_bronze", extracted=extracted) >> silver
+    gold = step("build_gold", "gold", silver=silver)
+    step("gate_silver", "gate_silver", silver=silver) >> gold
+    gold_ok = step("gate_gold", "gate_gold", gold=gold)
+    gold_ok >> [step("publish_cassandra", "publish_cassandra", gold=gold),
+                step("publish_redis", "publish_redis"),
+                step("publish_neo4j", "publish_neo4j", gold=gold)]
 
 
 learntrack_pipeline_dag = learntrack_pipeline()

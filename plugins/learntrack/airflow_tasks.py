@@ -23,10 +23,22 @@ def current_interval():
     return Interval(start, end)
 
 
-def run_stage(name: str, **kwargs):
+#: What each stage takes from its upstream tasks' results (XCom), by argument name.
+UPSTREAM_ARGS = {
+    "gate_bronze": lambda up: {"extracted": up["extracted"]},
+    "gate_silver": lambda up: {"affected_dates": up["silver"]["affected_dates"]},
+    "gold": lambda up: {"affected_dates": up["silver"]["affected_dates"]},
+    "gate_gold": lambda up: {"recomputed_dates": up["gold"]["recomputed_dates"]},
+    "publish_cassandra": lambda up: {"recomputed_dates": up["gold"]["recomputed_dates"]},
+    "publish_neo4j": lambda up: {"recomputed_dates": up["gold"]["recomputed_dates"]},
+}
+
+
+def run_stage(name: str, **upstream):
     from learntrack import pipeline
     from learntrack.settings import get_settings
 
+    kwargs = UPSTREAM_ARGS.get(name, lambda up: {})(upstream)
     interval = current_interval()
     log.info("learntrack stage %s for interval %s .. %s (batch %s)", name, interval.start, interval.end,
              interval.batch_id)
