@@ -52,13 +52,22 @@ def bronze_state(spark, table: Table, lake_root: str, batch_id: str) -> tuple[tu
                  F.sum(F.when(F.col("batch_id") == batch_id, 1).otherwise(0)).alias("n")).first()
     if top["d"] is None:
         return None, 0
-    row = (df.where(F.col("ingest_date") == F.lit(top["d"]))
-             .orderBy(F.col("source_updated_at").desc(), F.col("source_id").desc())
-             .select("raw", "source_updated_at").first())
-    doc = json_util.loads(row["raw"])
-    ts = row["source_updated_at"]
+    newest = df.where(F.col("ingest_date") == F.lit(top["d"]))
+    ts = newest.agg(F.max("source_updated_at")).first()[0]
+    # Several documents may share the newest write time: take the last in MongoDB's own _id order
+    # (BSON compares by type first, so a string id sorts before an ObjectId whatever its text).
+    ids = [json_util.loads(r["raw"])["_id"] for r in newest.where(F.col("source_updated_at") == F.lit(ts))
+           .select("raw").collect()]
+    last_id = max(ids, key=_bson_order)
     ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-    return (ts, doc["_id"]), int(top["n"] or 0)
+    return (ts, last_id), int(top["n"] or 0)
+
+
+def _bson_order(value: Any) -> tuple:
+    from bson import ObjectId
+
+    rank = {int: 1, float: 1, str: 2, dict: 3, list: 4, bytes: 5, ObjectId: 7, bool: 8, dt.datetime: 9}
+    return rank.get(type(value), 99), value if not isinstance(value, (dict, list)) else str(value)
 
 
 def _mongo_filter(field: str, watermark, upper: dt.datetime) -> dict:
@@ -67,6 +76,11 @@ def _mongo_filter(field: str, watermark, upper: dt.datetime) -> dict:
         ts, last_id = watermark
         flt = {"$and": [flt, {"$or": [{field: {"$gt": ts}}, {field: ts, "_id": {"$gt": last_id}}]}]}
     return flt
+
+
+def _append(df, path: str) -> None:
+    """One Delta commit: the rows and (being the newest rows) the watermark move together."""
+    df.write.format("delta").mode("append").save(path)
 
 
 def extract_source(spark, settings: Settings, interval: Interval, source: Source, db,
@@ -93,7 +107,7 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
         nonlocal written
         if not rows:
             return
-        spark.createDataFrame(rows, schema).write.format("delta").mode("append").save(path)
+        _append(spark.createDataFrame(rows, schema), path)
         written += len(rows)
         rows.clear()
         if progress:

@@ -13,7 +13,8 @@ from typing import Any
 
 from jobs.common import Interval, ensure_table
 from lake.tables import BRONZE_ACTIVITIES, BRONZE_STUDENTS, QUARANTINE, SILVER_ACTIVITIES, SILVER_STUDENTS
-from learntrack.activity_model import EVENT_TYPES, MAX_CLOCK_SKEW, MAX_ID_LEN, REGIONS, VIDEO_EVENT_TYPES
+from learntrack.activity_model import (EVENT_TYPES, MAX_CLOCK_SKEW, MAX_DOC_BYTES, MAX_ID_LEN, REGIONS,
+                                      VIDEO_EVENT_TYPES, Rule)
 from learntrack.settings import Settings
 
 # Every field read as text: numbers and objects arrive as their JSON text, so a wrong type is
@@ -40,10 +41,13 @@ def typed_activities(bronze_df):
     parsed = bronze_df.select("*", F.from_json("raw", RAW_SCHEMA).alias("j")).select(
         "source_id", "source_updated_at", "raw", "batch_id", "ingest_date", "j.*")
 
+    def quoted(name: str):
+        """The field holds a JSON string (from_json hands numbers and objects over as text too)."""
+        return col("raw").rlike(r'"' + name + r'"\s*:\s*"')
+
     def number(name: str):
         # A JSON number as DOUBLE; a quoted string such as "12" is not a number and gives null.
-        quoted = col("raw").rlike(r'"' + name + r'"\s*:\s*"')
-        return F.when(quoted, F.lit(None).cast("double")).otherwise(F.expr(f"try_cast({name} AS DOUBLE)"))
+        return F.when(quoted(name), F.lit(None).cast("double")).otherwise(F.expr(f"try_cast({name} AS DOUBLE)"))
 
     typed = parsed.select(
         "source_id", "source_updated_at", "raw", "batch_id", "ingest_date",
@@ -55,27 +59,26 @@ def typed_activities(bronze_df):
     )
 
     def id_bad(name: str):
-        return col(name).isNull() | ~col(name).rlike(ID_PATTERN)
+        return col(name).isNull() | ~col(name).rlike(ID_PATTERN) | ~quoted(name)
 
     video = col("event_type").isin(*VIDEO_EVENT_TYPES)
     quiz = col("event_type") == "quiz_attempt"
     skew = F.expr(f"INTERVAL {int(MAX_CLOCK_SKEW.total_seconds())} SECONDS")
     rules = [
-        (id_bad("event_id"), "event_id missing or not a short printable string"),
-        (id_bad("student_id"), "student_id missing or not a short printable string"),
-        (id_bad("course_id"), "course_id missing or not a short printable string"),
-        (col("event_type").isNull() | ~col("event_type").isin(*EVENT_TYPES), "unknown event_type"),
-        (col("event_time").isNull(), "event_time missing or not a date"),
-        (col("event_time") > col("ingested_at") + skew, "event_time in the future"),
-        (video & (col("position_s").isNull() | col("duration_s").isNull()),
-         "video event without numeric position_s/duration_s"),
+        (F.length("raw") > MAX_DOC_BYTES, Rule.TOO_LARGE),
+        (id_bad("event_id"), Rule.EVENT_ID),
+        (id_bad("student_id"), Rule.STUDENT_ID),
+        (id_bad("course_id"), Rule.COURSE_ID),
+        (col("event_type").isNull() | ~col("event_type").isin(*EVENT_TYPES), Rule.EVENT_TYPE),
+        (col("event_time").isNull(), Rule.EVENT_TIME),
+        (col("event_time") > col("ingested_at") + skew, Rule.FUTURE),
+        (video & (col("position_s").isNull() | col("duration_s").isNull()), Rule.VIDEO_NOT_NUMERIC),
         (video & ((col("duration_s") <= 0) | (col("position_s") < 0) | (col("position_s") > col("duration_s"))),
-         "video position outside [0, duration]"),
+         Rule.VIDEO_POSITION),
         (quiz & (col("score").isNull() | col("max_score").isNull() | (col("max_score") <= 0)
-                 | (col("score") < 0) | (col("score") > col("max_score"))),
-         "quiz score missing or outside [0, max_score]"),
+                 | (col("score") < 0) | (col("score") > col("max_score"))), Rule.QUIZ_SCORE),
         ((col("event_type") == "login") & (col("region").isNull() | ~col("region").isin(*REGIONS)),
-         "login with unknown region"),
+         Rule.LOGIN_REGION),
     ]
     rule = F.lit(None).cast("string")
     for condition, reason in reversed(rules):  # the first rule broken wins

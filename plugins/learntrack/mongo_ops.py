@@ -98,6 +98,17 @@ def insert_activities(db, docs: Iterable[Mapping[str, Any]], *, validate: bool =
     return report
 
 
+def insert_raw(db, docs: list[dict]) -> int:
+    """Write documents as they are, with no validation: what a buggy client does. Used by the
+    generator to put malformed and duplicate documents in front of the pipeline."""
+    from pymongo.errors import BulkWriteError
+
+    try:
+        return len(db.activities.insert_many(docs, ordered=False).inserted_ids)
+    except BulkWriteError as exc:
+        return exc.details.get("nInserted", 0)
+
+
 def latest_activities(db, student_id: str, limit: int = 20) -> list[dict]:
     """The newest ``limit`` activities of a student, served by the student_latest index."""
     cursor = db.activities.find({"student_id": student_id}).sort("event_time", -1).limit(limit)

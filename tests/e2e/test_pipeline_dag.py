@@ -13,21 +13,30 @@ from collections import defaultdict
 
 import pytest
 
-from learntrack.generator import GenParams, generate, load_into_mongo
+from learntrack.generator import GenParams, generate, is_clean, load_into_mongo
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
 UTC = dt.timezone.utc
 END = dt.datetime(2026, 1, 10, tzinfo=UTC)
 RUN_DAY = dt.date(2026, 1, 9)  # the DAG run's interval: [2026-01-09, 2026-01-10)
-PARAMS = GenParams(students=120, courses=12, days=3, end=END, seed=11, multi_region_rate=0.08, late_rate=0.05)
+PARAMS = GenParams(students=120, courses=12, days=3, end=END, seed=11, multi_region_rate=0.08, late_rate=0.05,
+                   duplicate_rate=0.02, malformed_rate=0.01)
 
 
 # ------------------------------------------------------------------------------ independent model
-def expected_results(docs, settings):
-    """What the pipeline must publish, computed directly from the source documents."""
-    interval_end = END
-    extracted = [d for d in docs if d["ingested_at"] <= interval_end]
+def expected_results(data, settings):
+    """What the pipeline must publish, computed directly from the source documents: the ones
+    written up to the interval end, minus the malformed ones (per the generator's record of what it
+    corrupted), keeping the first write of each event id."""
+    written = [d for d in data.activities if d["ingested_at"] <= END]
+    malformed = {m["_id"]: m["rule"] for m in data.truth["malformed"]}
+    first: dict[str, dict] = {}
+    for d in sorted((d for d in written if str(d["_id"]) not in malformed),
+                    key=lambda d: (d["ingested_at"], str(d["_id"]))):
+        first.setdefault(d["event_id"], d)
+    extracted = list(first.values())
+    quarantined = {str(d["_id"]): malformed[str(d["_id"])] for d in written if str(d["_id"]) in malformed}
     days = sorted({d["event_time"].date() for d in extracted})
 
     course_day = defaultdict(lambda: defaultdict(float))
@@ -77,7 +86,9 @@ def expected_results(docs, settings):
                     and b["event_time"] - a["event_time"] <= window):
                 pairs.add((a["student_id"], a["event_id"], b["event_id"]))
     return {"days": days, "cassandra": cassandra, "scores": dict(scores), "pairs": pairs,
-            "extracted": len(extracted), "held_back": len(docs) - len(extracted)}
+            "silver_rows": len(extracted), "written": len(written), "quarantined": quarantined,
+            "duplicates": len(written) - len(extracted) - len(quarantined),
+            "held_back": len(data.activities) - len(written)}
 
 
 # ------------------------------------------------------------------------------ store snapshots
@@ -152,8 +163,9 @@ def test_published_numbers_equal_an_independent_computation(pipeline_world):
     from learntrack.sinks import cassandra_sink, neo4j_sink, redis_sink
 
     settings, data = pipeline_world
-    exp = expected_results(data.activities, settings)
+    exp = expected_results(data, settings)
     assert exp["held_back"] > 0, "the data set should contain writes after the interval end (late events)"
+    assert exp["quarantined"] and exp["duplicates"] > 0
 
     # Cassandra: every (day, course) row, every metric.
     got = {}
@@ -185,9 +197,27 @@ def test_published_numbers_equal_an_independent_computation(pipeline_world):
     pairs = {(p["student_id"], p["first_event_id"], p["second_event_id"])
              for p in neo4j_sink.multi_region_pairs(settings, since, until)}
     assert pairs == exp["pairs"]
-    extracted_ids = {d["event_id"] for d in data.activities if d["ingested_at"] <= END}
+    extracted_ids = {d["event_id"] for d in data.activities if d["ingested_at"] <= END and is_clean(d)}
     injected = {tuple(c["event_ids"]) for c in data.truth["multi_region"] if set(c["event_ids"]) <= extracted_ids}
     assert injected and injected <= {(a, b) for _, a, b in pairs}
+
+
+def test_lake_keeps_every_row_and_quarantines_the_malformed_with_their_rule(pipeline_world, spark):
+    from pyspark.sql import functions as F
+
+    from jobs.common import Interval, read_table
+    from lake.tables import BRONZE_ACTIVITIES, QUARANTINE, SILVER_ACTIVITIES
+
+    settings, data = pipeline_world
+    exp = expected_results(data, settings)
+    batch = Interval.for_day(RUN_DAY).batch_id
+    bronze = read_table(spark, BRONZE_ACTIVITIES, settings.lake_uri).where(F.col("batch_id") == batch).count()
+    silver = read_table(spark, SILVER_ACTIVITIES, settings.lake_uri).count()
+    quarantine = {r["source_id"]: r["rule"] for r in read_table(spark, QUARANTINE, settings.lake_uri).collect()}
+    assert bronze == exp["written"]
+    assert silver == exp["silver_rows"]
+    assert quarantine == exp["quarantined"]
+    assert bronze == silver + len(quarantine) + exp["duplicates"]
 
 
 def test_second_run_of_the_same_dag_run_changes_nothing(pipeline_world, spark):

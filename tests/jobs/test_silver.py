@@ -46,6 +46,9 @@ def test_quarantine_rules_dedup_and_reconciliation(spark, fresh_lake):
         ev("future", event_time=T + dt.timedelta(days=3)),
         ev("badscore", event_type="quiz_attempt", score=12.0, max_score=10.0),
         ev("baddate", event_time="2026-01-09"),
+        ev("intstudent", student_id=42),
+        ev("zwsp", student_id="s\u200b1"),
+        ev("huge", user_agent="x" * 20_000),
     ]
     dup = dict(docs[0], _id="ok1-retry")  # same event id written twice
     path = ensure_table(spark, BRONZE_ACTIVITIES, fresh_lake.lake_uri)
@@ -53,8 +56,8 @@ def test_quarantine_rules_dedup_and_reconciliation(spark, fresh_lake):
                           BRONZE_ACTIVITIES.spark_schema()).write.format("delta").mode("append").save(path)
 
     result = build_silver(spark, fresh_lake, interval)
-    assert result["rows_in"] == 11
-    assert (result["inserted"], result["duplicates"], result["quarantined"]) == (3, 1, 7)
+    assert result["rows_in"] == 14
+    assert (result["inserted"], result["duplicates"], result["quarantined"]) == (3, 1, 10)
     assert result["rows_in"] == result["inserted"] + result["duplicates"] + result["quarantined"]
     assert result["affected_dates"] == ["2026-01-07", "2026-01-09"]
 
@@ -67,6 +70,9 @@ def test_quarantine_rules_dedup_and_reconciliation(spark, fresh_lake):
         "future": "event_time in the future",
         "badscore": "quiz score missing or outside [0, max_score]",
         "baddate": "event_time missing or not a date",
+        "intstudent": "student_id missing or not a short printable string",
+        "zwsp": "student_id missing or not a short printable string",
+        "huge": "document larger than 16 KiB",
     }
     silver = {r["event_id"]: r for r in read_table(spark, SILVER_ACTIVITIES, fresh_lake.lake_uri).collect()}
     assert set(silver) == {"ok1", "ok2", "ok3"}
@@ -74,6 +80,6 @@ def test_quarantine_rules_dedup_and_reconciliation(spark, fresh_lake):
     assert silver["ok3"]["event_date"] == dt.date(2026, 1, 7)
 
     again = build_silver(spark, fresh_lake, interval)
-    assert (again["inserted"], again["duplicates"], again["quarantined"]) == (0, 4, 7)
+    assert (again["inserted"], again["duplicates"], again["quarantined"]) == (0, 4, 10)
     assert read_table(spark, SILVER_ACTIVITIES, fresh_lake.lake_uri).count() == 3
-    assert read_table(spark, QUARANTINE, fresh_lake.lake_uri).count() == 7
+    assert read_table(spark, QUARANTINE, fresh_lake.lake_uri).count() == 10

@@ -29,6 +29,8 @@ def test_valid_document_passes():
     ({"position_s": "10"}, "without numeric"),
     ({"event_type": "quiz_attempt", "score": 11.0, "max_score": 10.0}, "quiz score"),
     ({"event_type": "login", "region": "moon-base"}, "unknown region"),
+    ({"student_id": "s\u200b1"}, "student_id missing or not"),
+    ({"page": "x" * 20_000}, "larger than 16 KiB"),
 ])
 def test_each_rule_reports_its_reason(change, reason):
     assert reason in validate_activity(doc(**change), now=NOW)
