@@ -63,22 +63,72 @@ def _print_status(statuses) -> None:
 # --------------------------------------------------------------------------------------------
 # data
 
-def cmd_generate(args, settings: Settings) -> int:
-    from learntrack.generator import GenParams, generate, load_into_mongo
-    from learntrack.mongo_ops import database
+def _gen_params(args):
+    from learntrack.generator import GenParams
 
     end = dt.datetime.combine(args.end, dt.time(), dt.timezone.utc)
-    params = GenParams(students=args.students, courses=args.courses, days=args.days, end=end, seed=args.seed)
+    return GenParams(students=args.students, courses=args.courses, days=args.days, end=end, seed=args.seed,
+                     multi_region_rate=args.multi_region_rate, late_rate=args.late_rate,
+                     duplicate_rate=args.duplicate_rate, malformed_rate=args.malformed_rate,
+                     travel_rate=args.travel_rate)
+
+
+def cmd_generate(args, settings: Settings) -> int:
+    from learntrack.generator import write_to_mongo
+    from learntrack.mongo_ops import database
+
+    params = _gen_params(args)
     t0 = time.monotonic()
-    echo(f"Generating {args.students} students, {args.courses} courses, {args.days} days ending {args.end} "
-         f"(seed {args.seed})...")
-    data = generate(params)
-    echo(f"  {len(data.activities)} activities generated in {time.monotonic() - t0:.1f}s; writing to MongoDB...")
-    counts = load_into_mongo(database(settings), data)
-    truth_path = settings.home_path / "generated" / f"truth-seed{args.seed}.json"
+    echo(f"Generating into MongoDB {settings.mongo_db}: {params.students:,} students, {params.courses:,} courses, "
+         f"{params.days} days ending {args.end} (seed {params.seed})")
+    counts, truth = write_to_mongo(database(settings), params, progress=lambda m: echo("  " + m))
+    truth_path = settings.home_path / "generated" / f"truth-seed{params.seed}.json"
     truth_path.parent.mkdir(parents=True, exist_ok=True)
-    truth_path.write_text(json.dumps(data.truth, indent=1, default=str))
-    echo(f"  written: {counts} ({time.monotonic() - t0:.1f}s); ground truth: {truth_path}")
+    truth_path.write_text(json.dumps(truth, indent=1, default=str))
+    echo(f"  done in {time.monotonic() - t0:.1f}s: " + ", ".join(f"{k}={v:,}" for k, v in counts.items()))
+    echo(f"  injected: {len(truth['multi_region'])} multi-region logins, {len(truth['travel'])} travel days, "
+         f"{len(truth['late_event_ids'])} late, {len(truth['duplicates'])} duplicates, "
+         f"{len(truth['malformed'])} malformed; ground truth: {truth_path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# MongoDB operational query patterns
+
+def cmd_mongo(args, settings: Settings) -> int:
+    from bson import json_util
+
+    from learntrack import mongo_ops
+
+    db = mongo_ops.database(settings)
+    if args.action == "init":
+        for name, state in mongo_ops.ensure_collections(db).items():
+            echo(f"{name:<11} {state}")
+        echo("indexes: " + ", ".join(sorted(i["name"] for i in db.activities.list_indexes())))
+    elif args.action == "insert":
+        with open(args.file) as fh:
+            docs = [json_util.loads(line) for line in fh if line.strip()]
+        report = mongo_ops.insert_activities(db, docs)
+        echo(f"read {len(docs)} documents: {report}")
+        for index, reason in report.rejected:
+            echo(f"  line {index + 1}: {reason}")
+        return 0 if not report.rejected else 1
+    elif args.action == "latest":
+        for d in mongo_ops.latest_activities(db, args.student, args.limit):
+            extra = {k: d[k] for k in ("position_s", "score", "region") if k in d}
+            echo(f"{d['event_time']:%Y-%m-%d %H:%M:%S}  {d['event_type']:<17} {d['course_id']:<8} "
+                 f"{d.get('item_id') or '':<14} {extra or ''}")
+        if args.explain:
+            plan = mongo_ops.explain_latest(db, args.student, args.limit)
+            echo(f"plan: {'index ' + plan['index'] if plan['index'] else 'collection scan (no index used)'}")
+    elif args.action == "update-profile":
+        changes = json.loads(args.changes)
+        try:
+            doc = mongo_ops.update_profile(db, args.student, changes)
+        except mongo_ops.ProfileError as exc:
+            echo(f"ERROR {exc}")
+            return 2
+        echo(json_util.dumps(doc, indent=1))
     return 0
 
 
@@ -166,7 +216,8 @@ def cmd_demo(args, settings: Settings) -> int:
     t0 = time.monotonic()
     if cmd_stack(argparse.Namespace(action="up", services=None), settings):
         return 2
-    cmd_generate(args, settings)
+    if cmd_generate(args, settings):
+        return 2
     day = args.end - dt.timedelta(days=1)
     took = run_dag(settings, day)
     echo(f"DAG run succeeded in {took:.0f}s")
@@ -201,10 +252,29 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--days", type=int, default=3)
         sp.add_argument("--end", type=_date, default=today, help="exclusive end day of the events (default today)")
         sp.add_argument("--seed", type=int, default=7)
+        sp.add_argument("--multi-region-rate", type=float, default=0.03, help="per session")
+        sp.add_argument("--travel-rate", type=float, default=0.05, help="per active student-day")
+        sp.add_argument("--late-rate", type=float, default=0.02, help="per event")
+        sp.add_argument("--duplicate-rate", type=float, default=0.01, help="per event")
+        sp.add_argument("--malformed-rate", type=float, default=0.005, help="per event")
 
     g = sub.add_parser("generate", help="generate sample data into MongoDB")
     gen_args(g)
     g.set_defaults(func=cmd_generate)
+
+    m = sub.add_parser("mongo", help="MongoDB operational query patterns")
+    msub = m.add_subparsers(dest="action", required=True)
+    msub.add_parser("init", help="collections, validators (where supported) and indexes")
+    mi = msub.add_parser("insert", help="bulk insert activities from a file of Extended JSON lines")
+    mi.add_argument("file")
+    ml = msub.add_parser("latest", help="a student's latest activities, newest first")
+    ml.add_argument("student")
+    ml.add_argument("-n", "--limit", type=int, default=20)
+    ml.add_argument("--explain", action="store_true", help="also say which index the server uses")
+    mu = msub.add_parser("update-profile", help="update allowed profile fields")
+    mu.add_argument("student")
+    mu.add_argument("changes", help='JSON object, e.g. \'{"email": "a@b.org", "phone": "+1 555"}\'')
+    m.set_defaults(func=cmd_mongo)
 
     r = sub.add_parser("run", help="run the Airflow DAG for one day (airflow dags test)")
     r.add_argument("--date", type=_date, required=True)

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from learntrack.activity_model import validate_activity
+from learntrack.activity_model import EVENT_TYPES, REGIONS, validate_activity
 from learntrack.settings import Settings
 
 DUPLICATE_KEY = 11000
@@ -27,6 +27,61 @@ def client(settings: Settings):
 
 def database(settings: Settings, mongo_client=None):
     return (mongo_client or client(settings))[settings.mongo_db]
+
+
+#: $jsonSchema for activities, enforced where the server supports validators (real MongoDB).
+ACTIVITY_SCHEMA = {
+    "bsonType": "object",
+    "required": ["event_id", "student_id", "course_id", "event_type", "event_time", "ingested_at"],
+    "properties": {
+        "event_id": {"bsonType": "string", "maxLength": 64},
+        "student_id": {"bsonType": "string", "maxLength": 64},
+        "course_id": {"bsonType": "string", "maxLength": 64},
+        "event_type": {"enum": list(EVENT_TYPES)},
+        "event_time": {"bsonType": "date"},
+        "ingested_at": {"bsonType": "date"},
+        "position_s": {"bsonType": ["double", "int", "long"], "minimum": 0},
+        "duration_s": {"bsonType": ["double", "int", "long"], "minimum": 0},
+        "score": {"bsonType": ["double", "int", "long"], "minimum": 0},
+        "region": {"enum": list(REGIONS)},
+    },
+}
+STUDENT_SCHEMA = {
+    "bsonType": "object",
+    "required": ["name", "email", "updated_at"],
+    "properties": {"email": {"bsonType": "string", "pattern": r"^[^@\s]+@[^@\s]+\.[^@\s]+$"},
+                   "updated_at": {"bsonType": "date"}},
+}
+
+
+def ensure_collections(db, validation_action: str = "warn") -> dict[str, str]:
+    """Create the collections with their validators where the server supports them.
+
+    ``warn`` (the default) lets MongoDB log violations but keep the document: the write-path
+    API refuses bad documents anyway, and what a buggy client still writes must reach the lake's
+    quarantine with its reason rather than vanish at the server. Servers without validators
+    (FerretDB) are reported, not failed: validation then lives in the write path and silver.
+    """
+    from pymongo.errors import OperationFailure
+
+    report = {}
+    existing = set(db.list_collection_names())
+    for name, schema in (("activities", ACTIVITY_SCHEMA), ("students", STUDENT_SCHEMA), ("courses", None)):
+        opts = {"validator": {"$jsonSchema": schema}, "validationAction": validation_action} if schema else {}
+        try:
+            if name not in existing:
+                db.create_collection(name, **opts)
+            elif opts:
+                db.command("collMod", name, **opts)
+            report[name] = f"validator ({validation_action})" if opts else "created"
+        except OperationFailure as exc:
+            if exc.code not in (115, 238):  # CommandNotSupported, NotImplemented
+                raise
+            if name not in set(db.list_collection_names()):
+                db.create_collection(name)
+            report[name] = "validators not supported by this server: write-path validation only"
+    ensure_indexes(db)
+    return report
 
 
 def ensure_indexes(db) -> None:
@@ -113,6 +168,34 @@ def latest_activities(db, student_id: str, limit: int = 20) -> list[dict]:
     """The newest ``limit`` activities of a student, served by the student_latest index."""
     cursor = db.activities.find({"student_id": student_id}).sort("event_time", -1).limit(limit)
     return list(cursor)
+
+
+def explain_latest(db, student_id: str, limit: int = 20) -> dict:
+    """How the server runs the latest-N query: the index it uses (None when it scans)."""
+    plan = db.activities.find({"student_id": student_id}).sort("event_time", -1).limit(limit).explain()
+    return {"index": _index_in_plan(plan), "plan": plan}
+
+
+def _index_in_plan(node) -> str | None:
+    """Find the index a plan uses: MongoDB's IXSCAN ``indexName``, or an SQL backend's
+    ``USING INDEX x`` / ``Index Scan using x`` (FerretDB returns its SQL plan)."""
+    if isinstance(node, dict):
+        if node.get("stage") in ("IXSCAN", "EXPRESS_IXSCAN") and node.get("indexName"):
+            return node["indexName"]
+        for value in node.values():
+            found = _index_in_plan(value)
+            if found:
+                return found
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            found = _index_in_plan(value)
+            if found:
+                return found
+    elif isinstance(node, str):
+        m = re.search(r"(?:USING (?:COVERING )?INDEX|Index(?: Only)? Scan(?: Backward)? using) (\S+)", node)
+        if m:
+            return m.group(1)
+    return None
 
 
 PROFILE_FIELDS = {"name", "email", "phone", "country", "home_region", "subscription", "progress"}

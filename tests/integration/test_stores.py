@@ -10,35 +10,18 @@ pytestmark = pytest.mark.stack
 UTC = dt.timezone.utc
 
 
-def test_mongo_bulk_insert_latest_and_profile_update(stack):
-    from learntrack.mongo_ops import (ProfileError, database, ensure_indexes, insert_activities,
-                                      latest_activities, update_profile)
+def test_mongo_round_trip(stack):
+    from learntrack.mongo_ops import client
 
-    db = database(stack)
-    db.activities.drop()
-    db.students.drop()
-    ensure_indexes(db)
-    t0 = dt.datetime(2026, 1, 5, tzinfo=UTC)
-    docs = [{"event_id": f"rt-{i}", "student_id": "s-rt", "course_id": "c1", "event_type": "page_view",
-             "event_time": t0 + dt.timedelta(minutes=i)} for i in range(30)]
-    docs.append({"event_id": "rt-bad", "student_id": "s-rt", "course_id": "c1", "event_type": "teleport",
-                 "event_time": t0})
-    report = insert_activities(db, docs)
-    assert (report.inserted, report.duplicates, [i for i, _ in report.rejected]) == (30, 0, [30])
-    again = insert_activities(db, docs[:5])
-    assert (again.inserted, again.duplicates) == (0, 5)
-    latest = latest_activities(db, "s-rt")
-    assert [d["event_id"] for d in latest] == [f"rt-{i}" for i in range(29, 9, -1)]
-
-    db.students.insert_one({"_id": "s-rt", "name": "A", "email": "a@example.org"})
-    doc = update_profile(db, "s-rt", {"email": "b@example.org", "progress": {"c1": 40}})
-    assert doc["email"] == "b@example.org" and doc["progress"] == {"c1": 40} and doc["updated_at"]
-    with pytest.raises(ProfileError, match="invalid email"):
-        update_profile(db, "s-rt", {"email": "not-an-email"})
-    with pytest.raises(ProfileError, match="not allowed"):
-        update_profile(db, "s-rt", {"is_admin": True})
-    with pytest.raises(ProfileError, match="unknown student"):
-        update_profile(db, "s-nobody", {"name": "x"})
+    c = client(stack)
+    coll = c[stack.mongo_db]["roundtrip"]
+    coll.drop()
+    doc = {"_id": "x", "n": 2**40, "f": 1.5, "t": dt.datetime(2026, 1, 1, 12, 0, 0, 123000, tzinfo=UTC),
+           "nested": {"a": [1, "b", {"c": None}]}, "text": "naïve 日本 \U0001F600"}
+    coll.insert_one(doc)
+    assert coll.find_one({"_id": "x"}) == doc
+    coll.drop()
+    c.close()
 
 
 def test_redis_round_trip(stack):

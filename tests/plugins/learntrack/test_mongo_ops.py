@@ -1,0 +1,93 @@
+"""The operational query patterns against the real MongoDB wire server."""
+
+import datetime as dt
+import json
+import subprocess
+import sys
+
+import pytest
+
+from learntrack.mongo_ops import _index_in_plan
+
+UTC = dt.timezone.utc
+
+
+@pytest.fixture()
+def db(stack):
+    from learntrack.mongo_ops import database, ensure_collections
+
+    d = database(stack.with_overrides(mongo_db="lt_test_ops"))
+    for name in ("activities", "students", "courses"):
+        d[name].drop()
+    ensure_collections(d)
+    return d
+
+
+@pytest.mark.stack
+def test_mongo_bulk_insert_latest_and_profile_update(db):
+    from learntrack.mongo_ops import ProfileError, insert_activities, latest_activities, update_profile
+
+    t0 = dt.datetime(2026, 1, 5, tzinfo=UTC)
+    docs = [{"event_id": f"rt-{i}", "student_id": "s-rt", "course_id": "c1", "event_type": "page_view",
+             "event_time": t0 + dt.timedelta(minutes=i)} for i in range(30)]
+    docs.append({"event_id": "rt-bad", "student_id": "s-rt", "course_id": "c1", "event_type": "teleport",
+                 "event_time": t0})
+    report = insert_activities(db, docs)
+    assert (report.inserted, report.duplicates, [i for i, _ in report.rejected]) == (30, 0, [30])
+    again = insert_activities(db, docs[:5])
+    assert (again.inserted, again.duplicates) == (0, 5)
+    latest = latest_activities(db, "s-rt")
+    assert [d["event_id"] for d in latest] == [f"rt-{i}" for i in range(29, 9, -1)]
+
+    db.students.insert_one({"_id": "s-rt", "name": "A", "email": "a@example.org"})
+    doc = update_profile(db, "s-rt", {"email": "b@example.org", "progress": {"c1": 40}})
+    assert doc["email"] == "b@example.org" and doc["progress"] == {"c1": 40} and doc["updated_at"]
+    with pytest.raises(ProfileError, match="invalid email"):
+        update_profile(db, "s-rt", {"email": "not-an-email"})
+    with pytest.raises(ProfileError, match="not allowed"):
+        update_profile(db, "s-rt", {"is_admin": True})
+    with pytest.raises(ProfileError, match="unknown student"):
+        update_profile(db, "s-nobody", {"name": "x"})
+
+
+
+
+@pytest.mark.stack
+def test_collections_and_indexes_are_created_idempotently(db):
+    from learntrack.mongo_ops import ensure_collections
+
+    again = ensure_collections(db)
+    assert set(again) == {"activities", "students", "courses"}
+    assert all(v.startswith(("validator", "validators not supported", "created")) for v in again.values())
+    names = {i["name"] for i in db.activities.list_indexes()}
+    assert {"student_latest", "ingest_watermark"} <= names
+
+
+@pytest.mark.stack
+def test_cli_insert_reports_bad_lines_and_keeps_the_rest(stack, db, tmp_path):
+    from bson import json_util
+
+    good = {"event_id": "cli-1", "student_id": "s1", "course_id": "c1", "event_type": "login",
+            "event_time": dt.datetime(2026, 1, 1, tzinfo=UTC), "region": "eu-west"}
+    bad = dict(good, event_id="cli-2", region="atlantis")
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(json_util.dumps(d) for d in (good, bad, good)) + "\n")
+    env = {**stack.to_env(), "LEARNTRACK_MONGO_DB": "lt_test_ops"}
+    proc = subprocess.run([sys.executable, "-m", "learntrack.cli", "mongo", "insert", str(path)],
+                          capture_output=True, text=True, env={**__import__("os").environ, **env})
+    assert proc.returncode == 1
+    assert "inserted=1 duplicates=1 rejected=1" in proc.stdout
+    assert "line 2: login with unknown region" in proc.stdout
+    assert db.activities.count_documents({}) == 1
+
+
+def test_index_found_in_mongodb_and_sql_plans():
+    mongo = {"queryPlanner": {"winningPlan": {"stage": "LIMIT", "inputStage": {
+        "stage": "FETCH", "inputStage": {"stage": "IXSCAN", "indexName": "student_latest"}}}}}
+    assert _index_in_plan(mongo) == "student_latest"
+    assert _index_in_plan({"queryPlanner": {"winningPlan": {"stage": "COLLSCAN"}}}) is None
+    assert _index_in_plan({"queryPlanner": {"Plan": ["SEARCH t USING INDEX t_student_latest (x=?)"]}}) \
+        == "t_student_latest"
+    assert _index_in_plan({"queryPlanner": {"Plan": {"Node Type": "Index Scan",
+                                                      "x": "Index Scan using idx_a on t"}}}) == "idx_a"
+    assert _index_in_plan({"queryPlanner": {"Plan": ["SCAN bulk_123"]}}) is None
