@@ -132,6 +132,21 @@ def cmd_mongo(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_bench(args, settings: Settings) -> int:
+    from learntrack.benchmarks import bench_mongo
+
+    settings = settings.with_overrides(mongo_db=args.database)
+    echo(f"Benchmark: MongoDB operational patterns, {args.activities:,} activities in {settings.mongo_db} "
+         f"({settings.mongo_uri})")
+    result = bench_mongo(settings, args.activities, queries=args.queries, keep=args.keep, echo=echo)
+    out = settings.home_path / "benchmarks" / f"mongo-{args.activities}-{int(time.time())}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    echo(json.dumps(result, indent=1))
+    echo(f"saved: {out}")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 # pipeline
 
@@ -275,6 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     mu.add_argument("student")
     mu.add_argument("changes", help='JSON object, e.g. \'{"email": "a@b.org", "phone": "+1 555"}\'')
     m.set_defaults(func=cmd_mongo)
+
+    b = sub.add_parser("bench", help="on-demand benchmarks (print figures, not part of the tests)")
+    b.add_argument("target", choices=["mongo"])
+    b.add_argument("--activities", type=int, default=1_000_000)
+    b.add_argument("--queries", type=int, default=200)
+    b.add_argument("--database", default="lt_bench")
+    b.add_argument("--keep", action="store_true", help="reuse the data already loaded when large enough")
+    b.set_defaults(func=cmd_bench)
 
     r = sub.add_parser("run", help="run the Airflow DAG for one day (airflow dags test)")
     r.add_argument("--date", type=_date, required=True)
