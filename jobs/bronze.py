@@ -26,12 +26,13 @@ class Source:
     collection: str
     table: Table
     watermark_field: str  # ingested_at for events, updated_at for profiles
+    bucket_field: str  # the UTC day of the watermark field, stamped by the write path
 
 
 SOURCES = (
-    Source("activities", BRONZE_ACTIVITIES, "ingested_at"),
-    Source("students", BRONZE_STUDENTS, "updated_at"),
-    Source("courses", BRONZE_COURSES, "updated_at"),
+    Source("activities", BRONZE_ACTIVITIES, "ingested_at", "ingest_day"),
+    Source("students", BRONZE_STUDENTS, "updated_at", "updated_day"),
+    Source("courses", BRONZE_COURSES, "updated_at", "updated_day"),
 )
 
 #: Rows per Delta commit; each commit carries its own watermark.
@@ -70,6 +71,22 @@ def _bson_order(value: Any) -> tuple:
     return rank.get(type(value), 99), value if not isinstance(value, (dict, list)) else str(value)
 
 
+def _buckets(collection, source: Source, watermark, upper: dt.datetime) -> list[str]:
+    """The day buckets that can hold documents after the watermark and up to ``upper``."""
+    from learntrack.mongo_ops import day_bucket
+
+    if watermark is None:  # first run: from the oldest bucket in the collection
+        first = collection.find_one({source.bucket_field: {"$type": "string"}}, {source.bucket_field: 1},
+                                    sort=[(source.bucket_field, 1)])
+        if first is None:
+            return []
+        start = dt.date.fromisoformat(first[source.bucket_field])
+    else:
+        start = watermark[0].date()
+    end = dt.date.fromisoformat(day_bucket(upper))
+    return [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+
 def _mongo_filter(field: str, watermark, upper: dt.datetime) -> dict:
     flt: dict[str, Any] = {field: {"$lte": upper}}
     if watermark is not None:
@@ -94,10 +111,8 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
     now = dt.datetime.now(UTC)
     upper = min(interval.end, now - dt.timedelta(seconds=settings.extract_safety_lag_s))
     flt = _mongo_filter(source.watermark_field, watermark, upper)
-    expected = db[source.collection].count_documents(flt)
-    cursor = (db[source.collection].find(flt)
-              .sort([(source.watermark_field, 1), ("_id", 1)])
-              .batch_size(settings.extract_batch_size))
+    days = _buckets(db[source.collection], source, watermark, upper)
+    expected = sum(db[source.collection].count_documents({source.bucket_field: d, **flt}) for d in days)
     schema = source.table.spark_schema()
     rows: list[tuple] = []
     written = 0
@@ -113,9 +128,12 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
         if progress:
             progress(f"bronze.{source.table.name}: {written}/{expected} rows committed")
 
-    # Only documents whose watermark field is a date can match the range filter; a document
-    # without one is invisible to extraction (see docs/decisions.md, "extraction watermark").
-    for doc in cursor:
+    # One day bucket at a time, oldest first: an equality filter the server serves from an index,
+    # so a run reads what is new, never the collection's history. Only documents stamped with a
+    # bucket and a date watermark can match (docs/decisions.md, "extraction watermark").
+    docs = (doc for d in days for doc in db[source.collection].find({source.bucket_field: d, **flt})
+            .sort([(source.watermark_field, 1), ("_id", 1)]).batch_size(settings.extract_batch_size))
+    for doc in docs:
         ts_utc = doc[source.watermark_field].astimezone(UTC).replace(tzinfo=None)
         rows.append((str(doc["_id"]), json_util.dumps(doc, json_options=RELAXED_JSON_OPTIONS), ts_utc,
                      interval.batch_id, extracted_at, ts_utc.date()))

@@ -82,6 +82,10 @@ class GeneratedData:
 
 
 # ------------------------------------------------------------------------------ entities
+def _day(t: dt.datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%d")
+
+
 def _ms(t: dt.datetime) -> dt.datetime:
     """MongoDB stores milliseconds: generate exactly what will be read back."""
     return t.replace(microsecond=(t.microsecond // 1000) * 1000)
@@ -104,7 +108,8 @@ def course_doc(params: GenParams, c: int) -> dict:
     return {"_id": cid, "title": f"Course {c}", "category": rng.choice(CATEGORIES),
             "difficulty_level": rng.choice(("beginner", "intermediate", "advanced")),
             "content": {"videos": videos, "quizzes": quizzes, "pdfs": pdfs},
-            "total_duration_s": sum(v["duration_s"] for v in videos), "created_at": created, "updated_at": created}
+            "total_duration_s": sum(v["duration_s"] for v in videos), "created_at": created, "updated_at": created,
+            "updated_day": _day(created)}
 
 
 class _Popularity:
@@ -130,7 +135,7 @@ def student_doc(params: GenParams, s: int, popularity: _Popularity) -> dict:
     return {"_id": f"s{s:07d}", "name": f"Student {s}", "email": f"student{s}@example.org",
             "phone": f"+1-555-{s % 10_000_000:07d}", "home_region": home, "country": home.split("-")[0].upper(),
             "subscription": rng.choice(("free", "free", "plus", "pro")), "enrolled_courses": enrolled,
-            "progress": {}, "created_at": created, "updated_at": created}
+            "progress": {}, "created_at": created, "updated_at": created, "updated_day": _day(created)}
 
 
 def _ip(rng: random.Random, region: str) -> str:
@@ -166,7 +171,8 @@ class _Day:
             delay = dt.timedelta(days=rng.uniform(1, 3))
             self.gen.truth["late_event_ids"].append(event_id)
         doc = {"_id": event_id, "event_id": event_id, "student_id": self.student["_id"], "course_id": course_id,
-               "event_type": etype, "event_time": _ms(at), "ingested_at": _ms(at + delay)}
+               "event_type": etype, "event_time": _ms(at), "ingested_at": _ms(at + delay),
+               "ingest_day": _day(at + delay)}
         doc.update(extra)
         self.events.append(doc)
         return doc
@@ -259,8 +265,8 @@ class _Day:
                 continue
             out.append(doc)
             if p.duplicate_rate and rng.random() < p.duplicate_rate:
-                dup = dict(doc, _id=_object_id(rng, doc["ingested_at"]),
-                           ingested_at=_ms(doc["ingested_at"] + dt.timedelta(seconds=rng.uniform(1, 120))))
+                written = _ms(doc["ingested_at"] + dt.timedelta(seconds=rng.uniform(1, 120)))
+                dup = dict(doc, _id=_object_id(rng, doc["ingested_at"]), ingested_at=written, ingest_day=_day(written))
                 truth["duplicates"].append({"_id": str(dup["_id"]), "event_id": doc["event_id"]})
                 out.append(dup)
         return out

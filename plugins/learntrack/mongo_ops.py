@@ -19,6 +19,16 @@ from learntrack.settings import Settings
 DUPLICATE_KEY = 11000
 
 
+def day_bucket(ts: dt.datetime) -> str:
+    """The UTC day of a write time, stored beside it (``ingest_day``/``updated_day``).
+
+    Incremental extraction reads one day bucket at a time with an equality filter, which every
+    MongoDB-compatible server serves from an index; a range filter on the timestamp alone is a
+    full scan on FerretDB. Write metadata is stamped by the write path on every document.
+    """
+    return ts.astimezone(dt.timezone.utc).strftime("%Y-%m-%d")
+
+
 def client(settings: Settings):
     from pymongo import MongoClient
 
@@ -32,7 +42,7 @@ def database(settings: Settings, mongo_client=None):
 #: $jsonSchema for activities, enforced where the server supports validators (real MongoDB).
 ACTIVITY_SCHEMA = {
     "bsonType": "object",
-    "required": ["event_id", "student_id", "course_id", "event_type", "event_time", "ingested_at"],
+    "required": ["event_id", "student_id", "course_id", "event_type", "event_time", "ingested_at", "ingest_day"],
     "properties": {
         "event_id": {"bsonType": "string", "maxLength": 64},
         "student_id": {"bsonType": "string", "maxLength": 64},
@@ -40,6 +50,7 @@ ACTIVITY_SCHEMA = {
         "event_type": {"enum": list(EVENT_TYPES)},
         "event_time": {"bsonType": "date"},
         "ingested_at": {"bsonType": "date"},
+        "ingest_day": {"bsonType": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
         "position_s": {"bsonType": ["double", "int", "long"], "minimum": 0},
         "duration_s": {"bsonType": ["double", "int", "long"], "minimum": 0},
         "score": {"bsonType": ["double", "int", "long"], "minimum": 0},
@@ -87,9 +98,9 @@ def ensure_collections(db, validation_action: str = "warn") -> dict[str, str]:
 def ensure_indexes(db) -> None:
     """Create the indexes the query patterns and the extractor use (idempotent)."""
     db.activities.create_index([("student_id", 1), ("event_time", -1)], name="student_latest")
-    db.activities.create_index([("ingested_at", 1), ("_id", 1)], name="ingest_watermark")
-    db.students.create_index([("updated_at", 1), ("_id", 1)], name="changes")
-    db.courses.create_index([("updated_at", 1), ("_id", 1)], name="changes")
+    db.activities.create_index([("ingest_day", 1), ("ingested_at", 1), ("_id", 1)], name="ingest_bucket")
+    db.students.create_index([("updated_day", 1), ("updated_at", 1), ("_id", 1)], name="changes")
+    db.courses.create_index([("updated_day", 1), ("updated_at", 1), ("_id", 1)], name="changes")
     db.students.create_index([("email", 1)], name="email")
 
 
@@ -145,6 +156,7 @@ def insert_activities(db, docs: Iterable[Mapping[str, Any]], *, validate: bool =
         if "event_id" in doc and "_id" not in doc:
             doc["_id"] = doc["event_id"]
         doc.setdefault("ingested_at", now)
+        doc["ingest_day"] = day_bucket(doc["ingested_at"])
         batch.append(doc)
         batch_index.append(i)
         if len(batch) >= batch_size:
@@ -218,6 +230,7 @@ def update_profile(db, student_id: str, changes: Mapping[str, Any],
         raise ProfileError(f"invalid email {changes['email']!r}")
     update = dict(changes)
     update["updated_at"] = now or dt.datetime.now(dt.timezone.utc)
+    update["updated_day"] = day_bucket(update["updated_at"])
     doc = db.students.find_one_and_update({"_id": student_id}, {"$set": update},
                                           return_document=ReturnDocument.AFTER)
     if doc is None:

@@ -70,6 +70,10 @@ class Settings:
 
     # --- local stack (ports the embedded servers listen on, loopback only) -------------------
     stack_host: str = "127.0.0.1"
+    # Storage of the local MongoDB wire server (FerretDB): "postgresql" (indexes serve equality
+    # filters) or "sqlite" (no extra server, but every non-_id query scans the collection).
+    mongo_backend: str = "postgresql"
+    postgres_port: int = 5433
     mongo_port: int = 27017
     redis_port: int = 6379
     cassandra_storage_port: int = 7000

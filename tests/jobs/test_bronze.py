@@ -13,7 +13,7 @@ T1 = dt.datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
 def doc(i, ts, oid=False):
     d = {"event_id": f"b{i:03d}", "student_id": "s1", "course_id": "c1", "event_type": "page_view",
-         "event_time": ts - dt.timedelta(seconds=1), "ingested_at": ts}
+         "event_time": ts - dt.timedelta(seconds=1), "ingested_at": ts, "ingest_day": ts.date().isoformat()}
     d["_id"] = ObjectId() if oid else d["event_id"]
     return d
 
@@ -43,6 +43,8 @@ def test_incremental_exactly_once_with_ties_on_the_write_time(world, spark):
 
     settings, db = world
     activities = SOURCES[0]
+    db.activities.insert_one(dict(doc(0, T1 - dt.timedelta(days=40)), _id="ancient", ingest_day="2026-01-20"))
+    db.activities.delete_one({"_id": "ancient"})  # the collection's history is not this run's concern
     first = [doc(i, T1) for i in range(4)] + [doc(90, T1, oid=True)]
     db.activities.insert_many(first)
     day1 = Interval.for_day(T1.date())

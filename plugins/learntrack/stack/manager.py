@@ -40,6 +40,10 @@ class Service:
     command: Callable[[Settings, Path], list[str]]
     ready: Callable[[Settings], None]  # raises while the service cannot answer a query
     needs_java: bool = False
+    after: tuple[str, ...] = ()  # services that must answer before this one starts
+    run_as: Callable[[Settings], str | None] = lambda settings: None  # OS user (PostgreSQL refuses root)
+    env: Callable[[Settings, Path], dict[str, str]] = lambda settings, state: {}
+    stop_signal: int = signal.SIGTERM
 
     def state_dir(self, settings: Settings) -> Path:
         return settings.stack_dir / self.name
@@ -101,14 +105,32 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def rss_mb(pid: int) -> float | None:
+def _rss_kb(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of the process and every process of its group (PostgreSQL forks workers);
+    shared pages are counted once per process, so this is an upper bound."""
+    try:
+        pgid = os.getpgid(pid)
     except OSError:
         return None
-    return None
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if os.getpgid(int(proc.name)) == pgid:
+                    total += _rss_kb(int(proc.name))
+            except OSError:
+                continue
+    return total / 1024
 
 
 def tail(path: Path, lines: int = 20) -> str:
@@ -124,7 +146,7 @@ class StackManager:
         from learntrack.stack.services import all_services
 
         self.settings = settings
-        self.services = list(services) if services is not None else all_services()
+        self.services = list(services) if services is not None else all_services(settings)
         self.echo = echo or (lambda msg: print(msg, flush=True))
 
     # ---------------------------------------------------------------------------------------
@@ -151,7 +173,7 @@ class StackManager:
                 self.echo(f"  {svc.name}: installed in {took:.0f}s")
 
     def up(self, names: Iterable[str] | None = None) -> list[ServiceStatus]:
-        selected = self._select(names)
+        selected = self._with_dependencies(self._select(names))
         self.install([s.name for s in selected])
         to_start = []
         for svc in selected:  # check every port before starting anything
@@ -167,11 +189,20 @@ class StackManager:
                     svc.log_file(self.settings),
                 )
             to_start.append(svc)
-        starting: dict[str, tuple[Service, subprocess.Popen]] = {}
-        for svc in to_start:
-            starting[svc.name] = (svc, self._spawn(svc))
-            self.echo(f"  {svc.name}: starting on {self.settings.stack_host}:{svc.port(self.settings)}")
-        self._wait_ready(starting)
+        # Start in waves: a service starts once the services it comes after answer.
+        done = {s.name for s in selected if s not in to_start}
+        while to_start:
+            wave = [s for s in to_start if all(d in done or d not in {x.name for x in to_start}
+                                                 for d in s.after)]
+            if not wave:
+                raise StackError(",".join(s.name for s in to_start), "circular 'after' dependencies")
+            starting: dict[str, tuple[Service, subprocess.Popen]] = {}
+            for svc in wave:
+                starting[svc.name] = (svc, self._spawn(svc))
+                self.echo(f"  {svc.name}: starting on {self.settings.stack_host}:{svc.port(self.settings)}")
+            self._wait_ready(starting)
+            done |= {s.name for s in wave}
+            to_start = [s for s in to_start if s not in wave]
         for svc in selected:  # already-running services must answer too
             self._check_ready(svc)
         return self.status([s.name for s in selected])
@@ -184,7 +215,7 @@ class StackManager:
                 svc.pid_file(self.settings).unlink(missing_ok=True)
                 continue
             t0 = time.monotonic()
-            _signal_group(pid, signal.SIGTERM)
+            _signal_group(pid, svc.stop_signal)
             while _alive(pid) and time.monotonic() - t0 < 60:
                 time.sleep(0.2)
             if _alive(pid):
@@ -222,6 +253,17 @@ class StackManager:
             raise StackError(",".join(unknown), f"unknown service; known: {', '.join(known)}")
         return [known[n] for n in wanted]
 
+    def _with_dependencies(self, selected: list[Service]) -> list[Service]:
+        known = {s.name: s for s in self.services}
+        names = {s.name for s in selected}
+        pending = list(selected)
+        while pending:
+            for dep in pending.pop().after:
+                if dep not in names:
+                    names.add(dep)
+                    pending.append(known[dep])
+        return [s for s in self.services if s.name in names]
+
     def _spawn(self, svc: Service) -> subprocess.Popen:
         state = svc.state_dir(self.settings)
         (state / "data").mkdir(parents=True, exist_ok=True)
@@ -232,8 +274,10 @@ class StackManager:
             fh.write(f"\n=== learntrack stack: starting {svc.name} at {time.ctime()}\n"
                      f"=== {' '.join(cmd)}\n".encode())
             fh.flush()
+            user = svc.run_as(self.settings)
             proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=state, start_new_session=True)
+                                    cwd=state, start_new_session=True, env={**os.environ, **svc.env(self.settings, state)},
+                                    user=user, group=user, extra_groups=[] if user else None)
         svc.pid_file(self.settings).write_text(str(proc.pid))
         return proc
 

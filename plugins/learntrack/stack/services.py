@@ -7,6 +7,8 @@ README with measured figures). Everything listens on ``settings.stack_host`` (lo
 from __future__ import annotations
 
 import os
+import secrets
+import signal
 import shutil
 import subprocess
 from pathlib import Path
@@ -37,12 +39,125 @@ def _no_prepare(settings: Settings, state: Path) -> None:
     return None
 
 
+# ------------------------------------------------------------------------------------- postgres
+# FerretDB's storage when mongo_backend == "postgresql": Debian's PostgreSQL server binaries, a
+# cluster of our own under .local/stack/postgres (never the distribution's service), run as the
+# `postgres` OS user when we are root (PostgreSQL refuses to run as root).
+FERRETDB_ROLE = FERRETDB_DB = "ferretdb"
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else None
+
+
+def _pg_user(settings: Settings) -> str | None:
+    return "postgres" if os.geteuid() == 0 else None
+
+
+def _apt_install(service: str, package: str) -> None:
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise StackError(service, f"the Debian package {package} is not installed; install it (as root)")
+    print(f"{service}: installing Debian package {package}", flush=True)
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        if proc.returncode != 0:
+            raise StackError(service, f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
+
+
+def _pg_install(settings: Settings) -> None:
+    if not _pg_bin():
+        _apt_install("postgres", "postgresql")
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError as exc:
+            raise StackError("postgres", "the 'postgres' OS user is missing (Debian's postgresql package "
+                                         "creates it)") from exc
+
+
+def _owned_dir(path: Path, user: str | None) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    if user:
+        shutil.chown(path, user, user)
+    path.chmod(0o700)
+
+
+def _pg_prepare(settings: Settings, state: Path) -> None:
+    user, data = _pg_user(settings), state / "data"
+    _owned_dir(data, user)
+    _owned_dir(state / "sock", user)
+    if not (data / "PG_VERSION").exists():
+        # Local socket: trust (the socket folder is 0700, reachable by postgres and root only);
+        # TCP on loopback: password (scram), the password kept in a 0600 file in the state folder.
+        proc = subprocess.run([str(_pg_bin() / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
+                               "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=scram-sha-256"],
+                              capture_output=True, text=True, user=user, group=user, extra_groups=[] if user else None,
+                              cwd=state)
+        if proc.returncode != 0:
+            raise StackError("postgres", f"initdb failed: {proc.stderr.strip()[-800:]}")
+        with open(data / "postgresql.conf", "a") as conf:
+            conf.write(Template((RESOURCES / "postgres" / "postgresql.conf.template").read_text()).substitute(
+                host=settings.stack_host, port=settings.postgres_port, sock=state / "sock"))
+    pass_file = state / "ferretdb.pass"
+    if not pass_file.exists():
+        pass_file.touch(mode=0o600)
+        pass_file.write_text(secrets.token_urlsafe(24))
+
+
+def _pg_command(settings: Settings, state: Path) -> list[str]:
+    return [str(_pg_bin() / "postgres"), "-D", str(state / "data")]
+
+
+def _psql(settings: Settings, sql: str, database: str = "postgres") -> str:
+    state = settings.stack_dir / "postgres"
+    proc = subprocess.run([str(_pg_bin() / "psql"), "-h", str(state / "sock"), "-p", str(settings.postgres_port),
+                           "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-qAt", "-f", "-"],
+                          input=sql, capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip()[-500:] or f"psql exited {proc.returncode}")
+    return proc.stdout
+
+
+def _pg_ready(settings: Settings) -> None:
+    _psql(settings, "SELECT 1")
+
+
 # ---------------------------------------------------------------------------------------- mongo
+def _ferretdb_url(settings: Settings) -> str:
+    password = (settings.stack_dir / "postgres" / "ferretdb.pass").read_text().strip()
+    return (f"postgres://{FERRETDB_ROLE}:{password}@{settings.stack_host}:{settings.postgres_port}/"
+            f"{FERRETDB_DB}")
+
+
+def _mongo_prepare(settings: Settings, state: Path) -> None:
+    if settings.mongo_backend != "postgresql":
+        return
+    password = (settings.stack_dir / "postgres" / "ferretdb.pass").read_text().strip()
+    if not _psql(settings, f"SELECT 1 FROM pg_roles WHERE rolname = '{FERRETDB_ROLE}'").strip():
+        _psql(settings, f"CREATE ROLE {FERRETDB_ROLE} LOGIN PASSWORD '{password}'")
+    if not _psql(settings, f"SELECT 1 FROM pg_database WHERE datname = '{FERRETDB_DB}'").strip():
+        _psql(settings, f"CREATE DATABASE {FERRETDB_DB} OWNER {FERRETDB_ROLE}")
+
+
+def _mongo_env(settings: Settings, state: Path) -> dict[str, str]:
+    # The PostgreSQL URL carries a password: passed in the environment, never on the command line.
+    return {"FERRETDB_POSTGRESQL_URL": _ferretdb_url(settings)} if settings.mongo_backend == "postgresql" else {}
+
+
 def _mongo_command(settings: Settings, state: Path) -> list[str]:
-    return [str(settings.tools_dir / "ferretdb" / "ferretdb"),
-            "--handler=sqlite", f"--sqlite-url=file:{state / 'data'}/",
+    if settings.mongo_backend == "postgresql":
+        storage = ["--handler=postgresql"]
+    elif settings.mongo_backend == "sqlite":
+        storage = ["--handler=sqlite", f"--sqlite-url=file:{state / 'data'}/"]
+    else:
+        raise StackError("mongo", f"unknown mongo_backend {settings.mongo_backend!r}: postgresql or sqlite")
+    return [str(settings.tools_dir / "ferretdb" / "ferretdb"), *storage,
             f"--listen-addr={settings.stack_host}:{settings.mongo_port}",
-            f"--state-dir={state}", "--telemetry=disable", "--log-level=WARN",
+            f"--state-dir={state}", "--telemetry=disable", "--log-level=warn", "--log-format=text",
             "--debug-addr=-"]
 
 
@@ -58,16 +173,8 @@ def _mongo_ready(settings: Settings) -> None:
 
 # ---------------------------------------------------------------------------------------- redis
 def _redis_install(settings: Settings) -> None:
-    if shutil.which("redis-server"):
-        return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise StackError("redis", "redis-server is not installed; install Debian's redis-server package")
-    print("redis: installing Debian package redis-server", flush=True)
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
-        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if proc.returncode != 0:
-            raise StackError("redis", f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
+    if not shutil.which("redis-server"):
+        _apt_install("redis", "redis-server")
 
 
 def _redis_command(settings: Settings, state: Path) -> list[str]:
@@ -135,10 +242,15 @@ def _spark_jars_install(settings: Settings) -> None:
     run_install_script("spark-jars", RESOURCES / "spark" / "install.sh", settings.jars_dir)
 
 
-def all_services() -> list[Service]:
+def all_services(settings: Settings | None = None) -> list[Service]:
+    postgres = [Service("postgres", lambda s: s.postgres_port, _pg_install, _pg_prepare, _pg_command, _pg_ready,
+                        run_as=_pg_user, stop_signal=signal.SIGINT)]  # SIGINT: PostgreSQL's fast shutdown
+    if settings is not None and settings.mongo_backend != "postgresql":
+        postgres = []
     return [
-        Service("mongo", lambda s: s.mongo_port, _install_with_script("ferretdb"), _no_prepare, _mongo_command,
-                _mongo_ready),
+        *postgres,
+        Service("mongo", lambda s: s.mongo_port, _install_with_script("ferretdb"), _mongo_prepare, _mongo_command,
+                _mongo_ready, after=tuple(p.name for p in postgres), env=_mongo_env),
         Service("redis", lambda s: s.redis_port, _redis_install, _no_prepare, _redis_command, _redis_ready),
         Service("cassandra", lambda s: s.cassandra_port, _install_with_script("cassandra"), _cassandra_prepare,
                 _cassandra_command, _cassandra_ready, needs_java=True),

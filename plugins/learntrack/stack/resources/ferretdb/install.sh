@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build FerretDB v1 (MongoDB wire protocol over the pure-Go SQLite backend)
+# Build FerretDB v1 (MongoDB wire protocol; one binary with both backends:
+# pure-Go SQLite, --handler=sqlite, and PostgreSQL, --handler=postgresql)
 # into TOOLS_DIR/ferretdb.  Idempotent: does nothing if a working binary is
 # already there.
 #
@@ -11,18 +12,18 @@
 # Why not `go install github.com/FerretDB/FerretDB/cmd/ferretdb@...`:
 # build/version/version.txt is generated upstream and absent from the module
 # zip, so such a binary panics at start (upstream issue #2982).  We copy the
-# module source, write the version files, apply two small fixes for upstream
-# bugs (see README.md), and build from the copy.
+# module source, write the version files, apply four small patches (upstream
+# bugs and PostgreSQL index support, see README.md), and build from the copy.
 set -euo pipefail
 
 FERRETDB_MODULE="github.com/FerretDB/FerretDB"
 FERRETDB_VERSION="v1.24.2"
 FERRETDB_COMMIT="cda72d440810406a208c4670aa7047f5bc8d528f"
-# SQLite only: drop the PostgreSQL backend (smaller binary, faster build).
-FERRETDB_TAGS="ferretdb_no_postgresql"
+# Default build tags: SQLite and PostgreSQL backends (no HANA).
+FERRETDB_TAGS=""
 # Reported by `ferretdb --version` as "package:"; bump the suffix whenever the
 # local patches below change, so that older builds get rebuilt.
-FERRETDB_PACKAGE="learntrack-p2"
+FERRETDB_PACKAGE="learntrack-p4"
 
 log() { printf 'ferretdb: %s\n' "$*"; }
 die() { printf 'ferretdb: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -90,7 +91,7 @@ printf '%s\n' "$FERRETDB_VERSION" >"$SRC/build/version/version.txt"
 printf '%s\n' "$FERRETDB_COMMIT" >"$SRC/build/version/commit.txt"
 printf '%s\n' "$FERRETDB_PACKAGE" >"$SRC/build/version/package.txt"
 
-# --- Local patches (two upstream bugs in v1.24.2) ----------------------------
+# --- Local patches (v1.24.2) -------------------------------------------------
 # replace_once FILE: replaces the text in $old with $new; fails unless $old
 # occurs in FILE (so a changed upstream source is noticed, not mis-patched).
 replace_once() {
@@ -117,8 +118,37 @@ old=$'\t\tgroupIter := iterator.Values(iterator.ForSlice(groupedDocument.documen
 new=$'\t\tfor _, accumulation := range g.groupBy {\n\t\t\tgroupIter := iterator.Values(iterator.ForSlice(groupedDocument.documents))\n\t\t\tout, err := accumulation.accumulator.Accumulate(groupIter)\n\t\t\tgroupIter.Close()\n'
 replace_once "$SRC/internal/handler/common/aggregations/stages/group.go"
 
+# 3. PostgreSQL: {_id: <string|ObjectId>} is pushed down as
+#    `_jsonb->'_id' @> $n`, which the unique btree index on (_jsonb->'_id')
+#    cannot serve (btree has no @>): every _id lookup was a seq scan.  An _id
+#    is never an array, so `=` is equivalent and uses the index.
+log "patching: _id equality uses the _id btree index (PostgreSQL backend)"
+old=$'\t\tcase float64, string, types.ObjectID, bool, time.Time, int32, int64:\n\t\t\tif f, a := filterEqual(p, key, v, keyOperator); f != "" {'
+new=$'\t\tcase float64, string, types.ObjectID, bool, time.Time, int32, int64:\n\t\t\tswitch v.(type) {\n\t\t\tcase string, types.ObjectID:\n\t\t\t\tif rootKey == "_id" {\n\t\t\t\t\tfilters = append(filters, metadata.IDColumn+" = "+p.Next())\n\t\t\t\t\targs = append(args, string(must.NotFail(sjson.MarshalSingleValue(v))))\n\n\t\t\t\t\tcontinue\n\t\t\t\t}\n\t\t\t}\n\n\t\t\tif f, a := filterEqual(p, key, v, keyOperator); f != "" {'
+replace_once "$SRC/internal/backends/postgresql/query.go"
+
+# 4. PostgreSQL: createIndexes makes btree indexes on ((_jsonb->'f')), but
+#    equality is pushed down as `_jsonb->'f' @> $n` (`_jsonb #> '{a,b}' @> $n`
+#    for dotted fields), which only a GIN index can serve, so secondary
+#    indexes were never used.  Every index whose first key is not _id also
+#    gets a companion `USING gin ((<first key expr>) jsonb_path_ops)` named
+#    like the btree with `_idx` -> `_gin`; dropIndexes drops it too (drop of a
+#    collection/database drops it with the table/schema).  Not in FerretDB's
+#    metadata, so listIndexes and friends do not show it.
+log "patching: indexes get a companion GIN index on their first key (PostgreSQL backend)"
+reg="$SRC/internal/backends/postgresql/metadata/registry.go"
+old=$'\t\tif _, err = p.Exec(ctx, q); err != nil {\n\t\t\t_ = r.indexesDrop(ctx, p, dbName, collectionName, created)\n\t\t\treturn lazyerrors.Error(err)\n\t\t}\n'
+new="$old"$'\n\t\tif gq := ginIndexQuery(dbName, c.TableName, index); gq != "" {\n\t\t\tif _, err = p.Exec(ctx, gq); err != nil {\n\t\t\t\t_, _ = p.Exec(ctx, fmt.Sprintf("DROP INDEX IF EXISTS %s", pgx.Identifier{dbName, index.PgIndex}.Sanitize()))\n\t\t\t\t_ = r.indexesDrop(ctx, p, dbName, collectionName, created)\n\t\t\t\treturn lazyerrors.Error(err)\n\t\t\t}\n\t\t}\n'
+replace_once "$reg"
+old=$'\t\tq := fmt.Sprintf("DROP INDEX %s", pgx.Identifier{dbName, c.Indexes[i].PgIndex}.Sanitize())\n'
+new=$'\t\tgq := fmt.Sprintf("DROP INDEX IF EXISTS %s", pgx.Identifier{dbName, ginIndexName(c.Indexes[i].PgIndex)}.Sanitize())\n\t\tif _, err := p.Exec(ctx, gq); err != nil {\n\t\t\treturn lazyerrors.Error(err)\n\t\t}\n\n'"$old"
+replace_once "$reg"
+old=$'// quoteString returns a string that is safe to use in SQL queries.\n'
+new=$'// ginIndexName returns the name of the companion GIN index of btree index pgIndex\n// (names made by indexesCreate end with "_<hash>_idx"; same length, so no truncation).\nfunc ginIndexName(pgIndex string) string {\n\treturn strings.TrimSuffix(pgIndex, "_idx") + "_gin"\n}\n\n// ginIndexQuery returns CREATE INDEX for the companion GIN index on the first key of index,\n// on the same expression that prepareWhereClause pushes down for equality, or "" for _id.\nfunc ginIndexQuery(dbName, tableName string, index IndexInfo) string {\n\tif len(index.Key) == 0 || index.Key[0].Field == "_id" {\n\t\treturn ""\n\t}\n\n\tfs := strings.Split(index.Key[0].Field, ".")\n\tfor j, f := range fs {\n\t\tfs[j] = quoteString(f)\n\t}\n\n\texpr := DefaultColumn + "->" + fs[0]\n\tif len(fs) > 1 {\n\t\texpr = DefaultColumn + " #> ARRAY[" + strings.Join(fs, ", ") + "]::text[]"\n\t}\n\n\treturn fmt.Sprintf(\n\t\t"CREATE INDEX %s ON %s USING gin ((%s) jsonb_path_ops)",\n\t\tpgx.Identifier{ginIndexName(index.PgIndex)}.Sanitize(),\n\t\tpgx.Identifier{dbName, tableName}.Sanitize(),\n\t\texpr,\n\t)\n}\n\n'"$old"
+replace_once "$reg"
+
 # --- Build ---------------------------------------------------------------------
-log "building (tags: $FERRETDB_TAGS; fetches dependencies; a cold build takes a few minutes)"
+log "building (tags: ${FERRETDB_TAGS:-default}; fetches dependencies; a cold build takes a few minutes)"
 start=$SECONDS
 (cd "$SRC" && "$GO" build -trimpath -tags="$FERRETDB_TAGS" -ldflags="-s -w" \
     -o "$WORK/ferretdb" ./cmd/ferretdb) || die "go build failed"
