@@ -60,7 +60,7 @@ def test_collections_and_indexes_are_created_idempotently(db):
     assert set(again) == {"activities", "students", "courses"}
     assert all(v.startswith(("validator", "validators not supported", "created")) for v in again.values())
     names = {i["name"] for i in db.activities.list_indexes()}
-    assert {"student_latest", "ingest_watermark"} <= names
+    assert {"student_latest", "ingest_bucket"} <= names
 
 
 @pytest.mark.stack
