@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lake.tables import (BRONZE_ACTIVITIES, GOLD_COURSE_DAILY, GOLD_STUDENT_ENGAGEMENT, SILVER_ACTIVITIES,
-                         Table)
+from lake.tables import (GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_PROGRESS, GOLD_STUDENT_ENGAGEMENT,
+                         SILVER_ACTIVITIES, Table)
 from learntrack.activity_model import EVENT_TYPES, MAX_CLOCK_SKEW
 
 
@@ -87,8 +87,39 @@ def gold_course_daily_suite():
         gxe.ExpectColumnValuesToBeBetween(column="avg_quiz_score_pct", min_value=0, max_value=100),
     ):
         suite.add_expectation(e)
-    for c in ("page_views", "video_plays", "video_completions", "quiz_attempts", "assignment_submissions", "logins"):
+    for c in ("page_views", "video_plays", "video_completions", "quiz_attempts", "assignment_submissions", "logins",
+              "video_watch_seconds", "new_learners"):
         suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="quiz_pass_rate", min_value=0, max_value=1))
+    suite.add_expectation(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="active_learners",
+                                                                      column_B="new_learners", or_equal=True))
+    return suite
+
+
+def gold_student_course_progress_suite():
+    import great_expectations.expectations as gxe
+
+    suite = SuiteSpec(name="gold.student_course_progress")
+    for e in _structure(GOLD_STUDENT_COURSE_PROGRESS):
+        suite.add_expectation(e)
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="completion_pct", min_value=0, max_value=100))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="status",
+                                                         value_set=["not_started", "in_progress", "completed"]))
+    suite.add_expectation(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="last_accessed",
+                                                                      column_B="first_event_time", or_equal=True))
+    return suite
+
+
+def gold_multi_region_suite(window_minutes: int):
+    import great_expectations.expectations as gxe
+
+    suite = SuiteSpec(name="gold.multi_region_access")
+    for e in _structure(GOLD_MULTI_REGION):
+        suite.add_expectation(e)
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="gap_minutes", min_value=0,
+                                                            max_value=window_minutes))
+    suite.add_expectation(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="second_at", column_B="first_at",
+                                                                      or_equal=True))
     return suite
 
 

@@ -1,7 +1,10 @@
-"""Gold: daily course engagement and per-student engagement scores.
+"""Gold: daily course engagement, student engagement, student course progress, multi-region access.
 
-A day is always recomputed whole from silver and written with replaceWhere on its partition, so
-recomputing a day, in any order and any number of times, yields the same rows.
+A day is always recomputed whole from silver and written with replaceWhere on its partition, and
+per-student tables are recomputed for the students a batch touched and MERGEd on their keys, so
+recomputing, in any order and any number of times, yields the same rows. The recomputed days are
+the days a batch put rows in plus the day before each: a video pause or a login arriving late on
+day d can change what a play or a login of day d-1 is paired with.
 """
 
 from __future__ import annotations
@@ -9,30 +12,77 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable
 
-from jobs.common import Interval, read_table, replace_partitions
-from lake.tables import GOLD_COURSE_DAILY, GOLD_STUDENT_ENGAGEMENT, SILVER_ACTIVITIES
+from jobs.common import Interval, ensure_table, read_table, replace_partitions
+from lake.tables import (GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_PROGRESS, GOLD_STUDENT_ENGAGEMENT,
+                         SILVER_ACTIVITIES, SILVER_COURSE_ITEMS)
 from learntrack.settings import Settings
+
+#: Playback faster than this many seconds of video per second of wall clock is not believed.
+MAX_PLAYBACK_SPEED = 2.0
 
 
 def _dates(values: Iterable) -> list[dt.date]:
     return sorted({v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v)) for v in values})
 
 
-def course_daily_engagement(silver_df, days: list[dt.date]):
+def days_to_recompute(affected: Iterable) -> list[dt.date]:
+    days = _dates(affected)
+    return sorted(set(days) | {d - dt.timedelta(days=1) for d in days})
+
+
+def video_watch(silver_df):
+    """Seconds watched per play event: from the play's position to the next video event of the same
+    student and video (a pause or completion position, or a seek's from-position), never more than
+    the rest of the video or MAX_PLAYBACK_SPEED x the wall-clock time between the two events."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    video = silver_df.where(F.col("event_type").isin("video_play", "video_pause", "video_seek", "video_complete"))
+    nxt = Window.partitionBy("student_id", "item_id").orderBy("event_time", "event_id")
+    paired = (video.withColumn("next_type", F.lead("event_type").over(nxt))
+              .withColumn("next_pos", F.lead("position_s").over(nxt))
+              .withColumn("next_from", F.lead("from_position_s").over(nxt))
+              .withColumn("next_time", F.lead("event_time").over(nxt))
+              .where(F.col("event_type") == "video_play"))
+    end = (F.when(F.col("next_type").isin("video_pause", "video_complete"), F.col("next_pos"))
+           .when(F.col("next_type") == "video_seek", F.coalesce("next_from", "position_s"))
+           .otherwise(F.col("position_s")))
+    elapsed = F.col("next_time").cast("double") - F.col("event_time").cast("double")
+    watched = F.greatest(F.lit(0.0), F.least(end - F.col("position_s"), F.lit(MAX_PLAYBACK_SPEED) * elapsed,
+                                             F.col("duration_s") - F.col("position_s")))
+    return paired.select("event_date", "course_id", "student_id", "item_id", "event_id",
+                         F.coalesce(watched, F.lit(0.0)).alias("watch_seconds"))
+
+
+def course_daily_engagement(silver_df, items_df, days: list[dt.date]):
     from pyspark.sql import functions as F
 
     def n(event_type: str):
         return F.sum(F.when(F.col("event_type") == event_type, 1).otherwise(0)).cast("bigint")
 
-    return (silver_df.where(F.col("event_date").isin(days))
-            .groupBy("event_date", "course_id")
-            .agg(F.countDistinct("student_id").alias("active_learners"),
-                 F.count(F.lit(1)).alias("events"),
-                 n("page_view").alias("page_views"), n("video_play").alias("video_plays"),
-                 n("video_complete").alias("video_completions"), n("quiz_attempt").alias("quiz_attempts"),
-                 n("assignment_submit").alias("assignment_submissions"), n("login").alias("logins"),
-                 F.avg(F.when(F.col("event_type") == "quiz_attempt",
-                              F.col("score") / F.col("max_score") * 100)).alias("avg_quiz_score_pct")))
+    lo, hi = min(days), max(days) + dt.timedelta(days=1)  # plays near midnight pair with the next day
+    window = silver_df.where(F.col("event_date").between(lo, hi))
+    day_rows = window.where(F.col("event_date").isin(days))
+    quizzes = items_df.where(F.col("item_type") == "quiz").select(
+        F.col("item_id").alias("quiz_id"), F.col("passing_score").alias("quiz_passing_score"))
+    with_pass = day_rows.join(F.broadcast(quizzes), day_rows.item_id == quizzes.quiz_id, "left")
+    counts = (with_pass.groupBy("event_date", "course_id")
+              .agg(F.countDistinct("student_id").alias("active_learners"), F.count(F.lit(1)).alias("events"),
+                   n("page_view").alias("page_views"), n("video_play").alias("video_plays"),
+                   n("video_complete").alias("video_completions"), n("quiz_attempt").alias("quiz_attempts"),
+                   n("assignment_submit").alias("assignment_submissions"), n("login").alias("logins"),
+                   F.avg(F.when(F.col("event_type") == "quiz_attempt",
+                                F.col("score") / F.col("max_score") * 100)).alias("avg_quiz_score_pct"),
+                   F.avg(F.when((F.col("event_type") == "quiz_attempt") & F.col("quiz_passing_score").isNotNull(),
+                                (F.col("score") >= F.col("quiz_passing_score")).cast("double")))
+                   .alias("quiz_pass_rate")))
+    watch = (video_watch(window).where(F.col("event_date").isin(days))
+             .groupBy("event_date", "course_id").agg(F.sum("watch_seconds").alias("video_watch_seconds")))
+    first_seen = (silver_df.groupBy("student_id", "course_id").agg(F.min("event_date").alias("event_date"))
+                  .where(F.col("event_date").isin(days))
+                  .groupBy("event_date", "course_id").agg(F.count(F.lit(1)).alias("new_learners")))
+    return (counts.join(watch, ["event_date", "course_id"], "left").join(first_seen, ["event_date", "course_id"], "left")
+            .fillna({"video_watch_seconds": 0.0, "new_learners": 0}))
 
 
 def student_engagement(silver_df, as_of: dt.date, weights: dict[str, float], decay_per_day: float):
@@ -50,18 +100,95 @@ def student_engagement(silver_df, as_of: dt.date, weights: dict[str, float], dec
             .withColumn("as_of_date", F.lit(as_of)))
 
 
-def build_gold(spark, settings: Settings, interval: Interval, affected_dates: Iterable | None = None) -> dict[str, Any]:
+def student_course_progress(silver_df, items_df, students_df):
+    """Progress of the given students in every course they have events in."""
     from pyspark.sql import functions as F
 
-    silver = read_table(spark, SILVER_ACTIVITIES, settings.lake_uri)
+    rows = silver_df.join(F.broadcast(students_df), "student_id", "left_semi")
+    videos_total = (items_df.where(F.col("item_type") == "video").groupBy("course_id")
+                    .agg(F.count(F.lit(1)).alias("videos_total")))
+    quizzes = items_df.where(F.col("item_type") == "quiz").select(
+        F.col("course_id").alias("q_course"), F.col("item_id").alias("q_item"), "passing_score")
+    passed = (rows.where(F.col("event_type") == "quiz_attempt")
+              .join(quizzes, (F.col("course_id") == F.col("q_course")) & (F.col("item_id") == F.col("q_item")))
+              .where(F.col("score") >= F.col("passing_score"))
+              .groupBy("student_id", "course_id").agg(F.countDistinct("item_id").alias("quizzes_passed")))
+    video = rows.where(F.col("event_type").isin("video_play", "video_pause", "video_seek", "video_complete"))
+    last_pos = (video.groupBy("student_id", "course_id", "item_id")
+                .agg(F.max_by("position_s", F.struct("event_time", "event_id")).alias("pos"))
+                .groupBy("student_id", "course_id")
+                .agg(F.map_from_entries(F.collect_list(F.struct("item_id", "pos"))).alias("resume_positions")))
+    base = (rows.groupBy("student_id", "course_id")
+            .agg(F.min("event_time").alias("first_event_time"), F.max("event_time").alias("last_accessed"),
+                 F.countDistinct(F.when(F.col("event_type") == "video_complete", F.col("item_id")))
+                 .alias("videos_completed"),
+                 F.count(F.when(F.col("event_type").startswith("video_"), 1)).alias("_video_events")))
+    out = (base.join(videos_total, "course_id", "left").join(passed, ["student_id", "course_id"], "left")
+           .join(last_pos, ["student_id", "course_id"], "left")
+           .fillna({"videos_total": 0, "quizzes_passed": 0}))
+    completion = F.when(F.col("videos_total") > 0,
+                        F.least(F.lit(100.0), F.col("videos_completed") / F.col("videos_total") * 100)).otherwise(0.0)
+    status = (F.when((F.col("videos_total") > 0) & (F.col("videos_completed") >= F.col("videos_total")), "completed")
+              .when(F.col("_video_events") > 0, "in_progress").otherwise("not_started"))
+    return out.select(
+        "student_id", "course_id", F.col("videos_total").cast("bigint").alias("videos_total"),
+        F.col("videos_completed").cast("bigint").alias("videos_completed"), completion.alias("completion_pct"),
+        status.alias("status"), F.col("quizzes_passed").cast("bigint").alias("quizzes_passed"),
+        F.coalesce("resume_positions", F.create_map().cast("map<string,double>")).alias("resume_positions"),
+        "first_event_time", "last_accessed")
+
+
+def multi_region_access(silver_df, days: list[dt.date], window_minutes: int):
+    """Pairs of logins by one student from two regions, the second within the window of the first
+    (ties in time ordered by event id), the first falling on one of ``days``."""
+    from pyspark.sql import functions as F
+
+    lo, hi = min(days), max(days) + dt.timedelta(days=1)
+    logins = silver_df.where((F.col("event_type") == "login") & F.col("event_date").between(lo, hi)).select(
+        "student_id", "event_id", "region", "event_time", "event_date", "ip")
+    a, b = logins.alias("a"), logins.alias("b")
+    later = (F.col("b.event_time") > F.col("a.event_time")) | (
+        (F.col("b.event_time") == F.col("a.event_time")) & (F.col("b.event_id") > F.col("a.event_id")))
+    within = F.col("b.event_time") <= F.col("a.event_time") + F.expr(f"INTERVAL {int(window_minutes)} MINUTES")
+    pairs = a.join(b, (F.col("a.student_id") == F.col("b.student_id")) & (F.col("a.region") != F.col("b.region"))
+                   & later & within)
+    return pairs.where(F.col("a.event_date").isin(days)).select(
+        F.col("a.event_date").alias("event_date"), F.col("a.student_id").alias("student_id"),
+        F.col("a.event_id").alias("first_event_id"), F.col("a.region").alias("first_region"),
+        F.col("a.event_time").alias("first_at"), F.col("b.event_id").alias("second_event_id"),
+        F.col("b.region").alias("second_region"), F.col("b.event_time").alias("second_at"),
+        ((F.col("b.event_time").cast("double") - F.col("a.event_time").cast("double")) / 60).alias("gap_minutes"),
+        F.col("a.ip").alias("first_ip"), F.col("b.ip").alias("second_ip"))
+
+
+def build_gold(spark, settings: Settings, interval: Interval, affected_dates: Iterable | None = None) -> dict[str, Any]:
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    lake = settings.lake_uri
+    silver = read_table(spark, SILVER_ACTIVITIES, lake)
+    items = read_table(spark, SILVER_COURSE_ITEMS, lake)
+    batch_rows = silver.where(F.col("batch_id") == interval.batch_id)
     if affected_dates is None:  # standalone re-run: the days this batch put rows in
-        affected_dates = [r[0] for r in silver.where(F.col("batch_id") == interval.batch_id)
-                          .select("event_date").distinct().collect()]
-    days = _dates(affected_dates)
-    daily = course_daily_engagement(silver, days)
-    replace_partitions(daily, GOLD_COURSE_DAILY, settings.lake_uri, "event_date", days)
+        affected_dates = [r[0] for r in batch_rows.select("event_date").distinct().collect()]
+    else:
+        batch_rows = batch_rows.where(F.col("event_date").isin(_dates(affected_dates)))
+    days = days_to_recompute(affected_dates)
+    result: dict[str, Any] = {"recomputed_dates": [d.isoformat() for d in days]}
+    if days:
+        replace_partitions(course_daily_engagement(silver, items, days), GOLD_COURSE_DAILY, lake, "event_date", days)
+        replace_partitions(multi_region_access(silver, days, settings.multi_region_window_minutes), GOLD_MULTI_REGION,
+                           lake, "event_date", days)
+
+    students = batch_rows.select("student_id").distinct()
+    progress = student_course_progress(silver, items, students)
+    path = ensure_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake)
+    (DeltaTable.forPath(spark, path).alias("t")
+     .merge(progress.alias("s"), "t.student_id = s.student_id AND t.course_id = s.course_id")
+     .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 
     as_of = interval.as_of_date
     scores = student_engagement(silver, as_of, settings.engagement_weight_map, settings.engagement_decay_per_day)
-    replace_partitions(scores, GOLD_STUDENT_ENGAGEMENT, settings.lake_uri, "as_of_date", [as_of])
-    return {"recomputed_dates": [d.isoformat() for d in days], "as_of_date": as_of.isoformat()}
+    replace_partitions(scores, GOLD_STUDENT_ENGAGEMENT, lake, "as_of_date", [as_of])
+    result["as_of_date"] = as_of.isoformat()
+    return result

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from jobs.common import Interval, ensure_table
-from lake.tables import BRONZE_ACTIVITIES, BRONZE_STUDENTS, QUARANTINE, SILVER_ACTIVITIES, SILVER_STUDENTS
+from lake.tables import (BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, QUARANTINE, SILVER_ACTIVITIES,
+                         SILVER_COURSE_ITEMS, SILVER_STUDENTS)
 from learntrack.activity_model import (EVENT_TYPES, MAX_CLOCK_SKEW, MAX_DOC_BYTES, MAX_ID_LEN, REGIONS,
                                       VIDEO_EVENT_TYPES, Rule)
 from learntrack.settings import Settings
@@ -20,14 +21,14 @@ from learntrack.settings import Settings
 # Every field read as text: numbers and objects arrive as their JSON text, so a wrong type is
 # detected by the rules below instead of silently becoming null inside the JSON parser.
 RAW_FIELDS = ("event_id", "student_id", "course_id", "item_id", "event_type", "event_time", "ingested_at",
-              "session_id", "device", "region", "country", "ip", "position_s", "duration_s", "score",
-              "max_score")
+              "session_id", "device", "region", "country", "ip", "position_s", "duration_s",
+              "from_position_s", "score", "max_score")
 RAW_SCHEMA = ", ".join(f"`{f}` STRING" for f in RAW_FIELDS)
 ID_PATTERN = rf"^[\x21-\x7e][\x20-\x7e]{{0,{MAX_ID_LEN - 1}}}$"
 DATE_PATTERN = r'^\{"\$date":\s*"([^"]+)"\}$'
 
 
-NUMBER_FIELDS = ("position_s", "duration_s", "score", "max_score")
+NUMBER_FIELDS = ("position_s", "duration_s", "from_position_s", "score", "max_score")
 
 
 def typed_activities(bronze_df):
@@ -127,10 +128,12 @@ def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any
         batch.unpersist()
 
     students = build_student_dimension(spark, settings, interval)
+    course_items = build_course_items(spark, settings, interval)
     result = {
         "batch_id": interval.batch_id, "rows_in": rows_in, "inserted": inserted,
         "duplicates": valid - inserted, "quarantined": quarantined, "quarantine_by_rule": by_rule,
         "affected_dates": [d.isoformat() for d in days], "students_upserted": students,
+        "course_items_upserted": course_items,
     }
     if rows_in != inserted + (valid - inserted) + quarantined:  # pragma: no cover - guards the arithmetic
         raise AssertionError(f"silver counts do not reconcile: {result}")
@@ -168,3 +171,50 @@ def build_student_dimension(spark, settings: Settings, interval: Interval) -> in
      .whenMatchedUpdateAll(condition="s.updated_at > t.updated_at")
      .whenNotMatchedInsertAll().execute())
     return changed.count()
+
+
+def build_course_items(spark, settings: Settings, interval: Interval) -> int:
+    """Replace the content items of every course changed in this batch with its latest version."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    lake = settings.lake_uri
+    bronze = spark.read.format("delta").load(ensure_table(spark, BRONZE_COURSES, lake))
+    schema = ("`_id` STRING, content STRUCT<videos: ARRAY<STRUCT<video_id: STRING, duration_s: DOUBLE>>, "
+              "quizzes: ARRAY<STRUCT<quiz_id: STRING, max_score: DOUBLE, passing_score: DOUBLE>>, "
+              "pdfs: ARRAY<STRUCT<pdf_id: STRING>>>")
+    latest = Window.partitionBy("source_id").orderBy(F.col("source_updated_at").desc())
+    courses = (bronze.where(F.col("batch_id") == interval.batch_id)
+               .withColumn("_n", F.row_number().over(latest)).where("_n = 1")
+               .select(F.from_json("raw", schema).alias("j"), F.col("source_updated_at").alias("updated_at"))
+               .where(F.col("j._id").isNotNull()))
+    videos = courses.select(F.col("j._id").alias("course_id"), "updated_at",
+                            F.explode_outer("j.content.videos").alias("v")).where(F.col("v").isNotNull()).select(
+        "course_id", F.col("v.video_id").alias("item_id"), F.lit("video").alias("item_type"),
+        F.col("v.duration_s").alias("duration_s"), F.lit(None).cast("double").alias("max_score"),
+        F.lit(None).cast("double").alias("passing_score"), "updated_at")
+    quizzes = courses.select(F.col("j._id").alias("course_id"), "updated_at",
+                             F.explode_outer("j.content.quizzes").alias("q")).where(F.col("q").isNotNull()).select(
+        "course_id", F.col("q.quiz_id").alias("item_id"), F.lit("quiz").alias("item_type"),
+        F.lit(None).cast("double").alias("duration_s"), F.col("q.max_score").alias("max_score"),
+        F.col("q.passing_score").alias("passing_score"), "updated_at")
+    pdfs = courses.select(F.col("j._id").alias("course_id"), "updated_at",
+                          F.explode_outer("j.content.pdfs").alias("p")).where(F.col("p").isNotNull()).select(
+        "course_id", F.col("p.pdf_id").alias("item_id"), F.lit("pdf").alias("item_type"),
+        F.lit(None).cast("double").alias("duration_s"), F.lit(None).cast("double").alias("max_score"),
+        F.lit(None).cast("double").alias("passing_score"), "updated_at")
+    items = videos.unionByName(quizzes).unionByName(pdfs).where(F.col("item_id").isNotNull()).persist()
+    try:
+        changed = [r[0] for r in courses.select(F.col("j._id")).distinct().collect()]
+        path = ensure_table(spark, SILVER_COURSE_ITEMS, lake)
+        target = DeltaTable.forPath(spark, path)
+        if changed:  # one MERGE: a changed course's items are replaced whole, items it lost are deleted
+            (target.alias("t")
+             .merge(items.select(*SILVER_COURSE_ITEMS.column_names).alias("s"),
+                    "t.course_id = s.course_id AND t.item_id = s.item_id")
+             .whenMatchedUpdateAll().whenNotMatchedInsertAll()
+             .whenNotMatchedBySourceDelete(F.col("t.course_id").isin(changed)).execute())
+        return items.count()
+    finally:
+        items.unpersist()

@@ -57,6 +57,9 @@ def _spark_type(name: str):
               "DATE": T.DateType(), "TIMESTAMP": T.TimestampType(), "BOOLEAN": T.BooleanType()}
     if name.startswith("ARRAY<") and name.endswith(">"):
         return T.ArrayType(_spark_type(name[6:-1]))
+    if name.startswith("MAP<") and name.endswith(">"):
+        key, value = name[4:-1].split(",", 1)
+        return T.MapType(_spark_type(key.strip()), _spark_type(value.strip()))
     return simple[name]
 
 
@@ -101,6 +104,7 @@ SILVER_ACTIVITIES = Table(
         C("ip", "STRING"),
         C("position_s", "DOUBLE", True, "video events: position in the video, seconds"),
         C("duration_s", "DOUBLE", True, "video events: video length, seconds"),
+        C("from_position_s", "DOUBLE", True, "video seeks: where playback was before the seek"),
         C("score", "DOUBLE", True, "quiz attempts"),
         C("max_score", "DOUBLE", True, "quiz attempts"),
         C("batch_id", "STRING", False, "bronze batch the row came from"),
@@ -137,6 +141,18 @@ SILVER_STUDENTS = Table(
     doc="Student dimension, latest profile version.",
 )
 
+SILVER_COURSE_ITEMS = Table(
+    "silver", "course_items",
+    (
+        C("course_id", "STRING", False), C("item_id", "STRING", False),
+        C("item_type", "STRING", False, "video, quiz or pdf"),
+        C("duration_s", "DOUBLE", True, "videos"), C("max_score", "DOUBLE", True, "quizzes"),
+        C("passing_score", "DOUBLE", True, "quizzes"), C("updated_at", "TIMESTAMP", False),
+    ),
+    keys=("course_id", "item_id"), grain="one row per content item of a course (current state)",
+    doc="Course content dimension (videos, quizzes, PDFs) from the latest course document.",
+)
+
 GOLD_COURSE_DAILY = Table(
     "gold", "course_daily_engagement",
     (
@@ -146,7 +162,12 @@ GOLD_COURSE_DAILY = Table(
         C("page_views", "BIGINT", False), C("video_plays", "BIGINT", False),
         C("video_completions", "BIGINT", False), C("quiz_attempts", "BIGINT", False),
         C("assignment_submissions", "BIGINT", False), C("logins", "BIGINT", False),
+        C("video_watch_seconds", "DOUBLE", False,
+          "seconds of video played: each play's position up to the next pause/complete position or the "
+          "seek's from-position, capped by the wall-clock time between them (x2 playback speed)"),
         C("avg_quiz_score_pct", "DOUBLE", True, "mean of score/max_score*100 over quiz attempts"),
+        C("quiz_pass_rate", "DOUBLE", True, "share of quiz attempts with score >= the quiz's passing score"),
+        C("new_learners", "BIGINT", False, "students whose first event in the course is on this day"),
     ),
     keys=("event_date", "course_id"), partition_by=("event_date",),
     grain="one row per course per day with activity",
@@ -167,5 +188,40 @@ GOLD_STUDENT_ENGAGEMENT = Table(
     doc="Per-student engagement score with exponential time decay; weights and lambda in settings.",
 )
 
+GOLD_STUDENT_COURSE_PROGRESS = Table(
+    "gold", "student_course_progress",
+    (
+        C("student_id", "STRING", False), C("course_id", "STRING", False),
+        C("videos_total", "BIGINT", False, "videos in the course"),
+        C("videos_completed", "BIGINT", False, "distinct videos with a video_complete event"),
+        C("completion_pct", "DOUBLE", False, "videos_completed / videos_total * 100"),
+        C("status", "STRING", False, "not_started (no video event), in_progress, completed (all videos)"),
+        C("quizzes_passed", "BIGINT", False, "distinct quizzes with an attempt at or above the passing score"),
+        C("resume_positions", "MAP<STRING,DOUBLE>", False,
+          "per video: the position of the student's latest video event (where to resume)"),
+        C("first_event_time", "TIMESTAMP", False), C("last_accessed", "TIMESTAMP", False),
+    ),
+    keys=("student_id", "course_id"), grain="one row per student and course with any event",
+    doc="Progress and resume positions; rows of students active in a batch are recomputed.",
+)
+
+GOLD_MULTI_REGION = Table(
+    "gold", "multi_region_access",
+    (
+        C("event_date", "DATE", False, "date of the first access"),
+        C("student_id", "STRING", False),
+        C("first_event_id", "STRING", False), C("first_region", "STRING", False),
+        C("first_at", "TIMESTAMP", False),
+        C("second_event_id", "STRING", False), C("second_region", "STRING", False),
+        C("second_at", "TIMESTAMP", False),
+        C("gap_minutes", "DOUBLE", False),
+        C("first_ip", "STRING"), C("second_ip", "STRING"),
+    ),
+    keys=("first_event_id", "second_event_id"), partition_by=("event_date",),
+    grain="one row per pair of logins by one student from two regions within the window",
+    doc="Multi-region access candidates with their evidence events (window in settings).",
+)
+
 ALL_TABLES = (BRONZE_ACTIVITIES, BRONZE_STUDENTS, BRONZE_COURSES, SILVER_ACTIVITIES, QUARANTINE,
-              SILVER_STUDENTS, GOLD_COURSE_DAILY, GOLD_STUDENT_ENGAGEMENT)
+              SILVER_STUDENTS, SILVER_COURSE_ITEMS, GOLD_COURSE_DAILY, GOLD_STUDENT_ENGAGEMENT,
+              GOLD_STUDENT_COURSE_PROGRESS, GOLD_MULTI_REGION)

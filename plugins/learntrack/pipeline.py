@@ -83,17 +83,24 @@ def gate_gold(settings: Settings, interval: Interval, recomputed_dates: Iterable
     from pyspark.sql import functions as F
 
     from expectations.gate import validate
-    from expectations.suites import gold_course_daily_suite, gold_student_engagement_suite
+    from expectations.suites import (gold_course_daily_suite, gold_multi_region_suite,
+                                     gold_student_course_progress_suite, gold_student_engagement_suite)
     from jobs.common import read_table
-    from lake.tables import GOLD_COURSE_DAILY, GOLD_STUDENT_ENGAGEMENT
+    from lake.tables import (GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_PROGRESS,
+                             GOLD_STUDENT_ENGAGEMENT)
 
     spark = _spark(settings)
+    lake = settings.lake_uri
     days = [dt.date.fromisoformat(d) for d in recomputed_dates]
-    daily = read_table(spark, GOLD_COURSE_DAILY, settings.lake_uri).where(F.col("event_date").isin(days))
-    scores = read_table(spark, GOLD_STUDENT_ENGAGEMENT, settings.lake_uri).where(
-        F.col("as_of_date") == F.lit(interval.as_of_date))
-    return [validate(daily, gold_course_daily_suite(), settings, interval.batch_id),
-            validate(scores, gold_student_engagement_suite(), settings, interval.batch_id)]
+    checks = [
+        (read_table(spark, GOLD_COURSE_DAILY, lake).where(F.col("event_date").isin(days)), gold_course_daily_suite()),
+        (read_table(spark, GOLD_STUDENT_ENGAGEMENT, lake).where(F.col("as_of_date") == F.lit(interval.as_of_date)),
+         gold_student_engagement_suite()),
+        (read_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake), gold_student_course_progress_suite()),
+        (read_table(spark, GOLD_MULTI_REGION, lake).where(F.col("event_date").isin(days)),
+         gold_multi_region_suite(settings.multi_region_window_minutes)),
+    ]
+    return [validate(df, suite, settings, interval.batch_id) for df, suite in checks]
 
 
 def publish_cassandra(settings: Settings, interval: Interval, recomputed_dates: Iterable[str]) -> dict:

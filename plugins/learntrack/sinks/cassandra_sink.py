@@ -13,8 +13,10 @@ from typing import Iterable, Mapping
 from learntrack.settings import Settings
 
 METRICS = ("active_learners", "events", "page_views", "video_plays", "video_completions", "quiz_attempts",
-           "assignment_submissions", "logins", "avg_quiz_score_pct")
-_METRIC_TYPES = {m: "bigint" for m in METRICS} | {"avg_quiz_score_pct": "double"}
+           "assignment_submissions", "logins", "video_watch_seconds", "avg_quiz_score_pct", "quiz_pass_rate",
+           "new_learners")
+_DOUBLES = {"video_watch_seconds", "avg_quiz_score_pct", "quiz_pass_rate"}
+_METRIC_TYPES = {m: "double" if m in _DOUBLES else "bigint" for m in METRICS}
 _COLUMNS_DDL = ", ".join(f"{m} {t}" for m, t in _METRIC_TYPES.items())
 
 TABLE_BY_DAY = "course_daily_engagement_by_day"
@@ -43,6 +45,12 @@ def ensure_schema(session, settings: Settings) -> None:
     session.execute(f"CREATE TABLE IF NOT EXISTS {ks}.{TABLE_BY_COURSE} (course_id text, event_date date, "
                     f"{_COLUMNS_DDL}, PRIMARY KEY ((course_id), event_date)) "
                     "WITH CLUSTERING ORDER BY (event_date DESC)")
+    columns = session.prepare("SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?")
+    for table in (TABLE_BY_DAY, TABLE_BY_COURSE):  # metrics added since the table was created
+        present = {r.column_name for r in session.execute(columns, (ks, table))}
+        for metric, ctype in _METRIC_TYPES.items():
+            if metric not in present:
+                session.execute(f"ALTER TABLE {ks}.{table} ADD {metric} {ctype}")
 
 
 def publish_course_daily(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping]) -> dict:

@@ -12,8 +12,8 @@
 # Why not `go install github.com/FerretDB/FerretDB/cmd/ferretdb@...`:
 # build/version/version.txt is generated upstream and absent from the module
 # zip, so such a binary panics at start (upstream issue #2982).  We copy the
-# module source, write the version files, apply four small patches (upstream
-# bugs and PostgreSQL index support, see README.md), and build from the copy.
+# module source, write the version files, apply five small patches (upstream
+# bugs and PostgreSQL index use, see README.md), and build from the copy.
 set -euo pipefail
 
 FERRETDB_MODULE="github.com/FerretDB/FerretDB"
@@ -23,7 +23,7 @@ FERRETDB_COMMIT="cda72d440810406a208c4670aa7047f5bc8d528f"
 FERRETDB_TAGS=""
 # Reported by `ferretdb --version` as "package:"; bump the suffix whenever the
 # local patches below change, so that older builds get rebuilt.
-FERRETDB_PACKAGE="learntrack-p4"
+FERRETDB_PACKAGE="learntrack-p5"
 
 log() { printf 'ferretdb: %s\n' "$*"; }
 die() { printf 'ferretdb: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -131,7 +131,8 @@ replace_once "$SRC/internal/backends/postgresql/query.go"
 #    equality is pushed down as `_jsonb->'f' @> $n` (`_jsonb #> '{a,b}' @> $n`
 #    for dotted fields), which only a GIN index can serve, so secondary
 #    indexes were never used.  Every index whose first key is not _id also
-#    gets a companion `USING gin ((<first key expr>) jsonb_path_ops)` named
+#    gets a companion `USING gin ((<first key expr>) jsonb_path_ops) WITH
+#    (fastupdate = off)` (no pending list that every query must scan) named
 #    like the btree with `_idx` -> `_gin`; dropIndexes drops it too (drop of a
 #    collection/database drops it with the table/schema).  Not in FerretDB's
 #    metadata, so listIndexes and friends do not show it.
@@ -144,8 +145,20 @@ old=$'\t\tq := fmt.Sprintf("DROP INDEX %s", pgx.Identifier{dbName, c.Indexes[i].
 new=$'\t\tgq := fmt.Sprintf("DROP INDEX IF EXISTS %s", pgx.Identifier{dbName, ginIndexName(c.Indexes[i].PgIndex)}.Sanitize())\n\t\tif _, err := p.Exec(ctx, gq); err != nil {\n\t\t\treturn lazyerrors.Error(err)\n\t\t}\n\n'"$old"
 replace_once "$reg"
 old=$'// quoteString returns a string that is safe to use in SQL queries.\n'
-new=$'// ginIndexName returns the name of the companion GIN index of btree index pgIndex\n// (names made by indexesCreate end with "_<hash>_idx"; same length, so no truncation).\nfunc ginIndexName(pgIndex string) string {\n\treturn strings.TrimSuffix(pgIndex, "_idx") + "_gin"\n}\n\n// ginIndexQuery returns CREATE INDEX for the companion GIN index on the first key of index,\n// on the same expression that prepareWhereClause pushes down for equality, or "" for _id.\nfunc ginIndexQuery(dbName, tableName string, index IndexInfo) string {\n\tif len(index.Key) == 0 || index.Key[0].Field == "_id" {\n\t\treturn ""\n\t}\n\n\tfs := strings.Split(index.Key[0].Field, ".")\n\tfor j, f := range fs {\n\t\tfs[j] = quoteString(f)\n\t}\n\n\texpr := DefaultColumn + "->" + fs[0]\n\tif len(fs) > 1 {\n\t\texpr = DefaultColumn + " #> ARRAY[" + strings.Join(fs, ", ") + "]::text[]"\n\t}\n\n\treturn fmt.Sprintf(\n\t\t"CREATE INDEX %s ON %s USING gin ((%s) jsonb_path_ops)",\n\t\tpgx.Identifier{ginIndexName(index.PgIndex)}.Sanitize(),\n\t\tpgx.Identifier{dbName, tableName}.Sanitize(),\n\t\texpr,\n\t)\n}\n\n'"$old"
+new=$'// ginIndexName returns the name of the companion GIN index of btree index pgIndex\n// (names made by indexesCreate end with "_<hash>_idx"; same length, so no truncation).\nfunc ginIndexName(pgIndex string) string {\n\treturn strings.TrimSuffix(pgIndex, "_idx") + "_gin"\n}\n\n// ginIndexQuery returns CREATE INDEX for the companion GIN index on the first key of index,\n// on the same expression that prepareWhereClause pushes down for equality, or "" for _id.\nfunc ginIndexQuery(dbName, tableName string, index IndexInfo) string {\n\tif len(index.Key) == 0 || index.Key[0].Field == "_id" {\n\t\treturn ""\n\t}\n\n\tfs := strings.Split(index.Key[0].Field, ".")\n\tfor j, f := range fs {\n\t\tfs[j] = quoteString(f)\n\t}\n\n\texpr := DefaultColumn + "->" + fs[0]\n\tif len(fs) > 1 {\n\t\texpr = DefaultColumn + " #> ARRAY[" + strings.Join(fs, ", ") + "]::text[]"\n\t}\n\n\treturn fmt.Sprintf(\n\t\t"CREATE INDEX %s ON %s USING gin ((%s) jsonb_path_ops) WITH (fastupdate = off)",\n\t\tpgx.Identifier{ginIndexName(index.PgIndex)}.Sanitize(),\n\t\tpgx.Identifier{dbName, tableName}.Sanitize(),\n\t\texpr,\n\t)\n}\n\n'"$old"
 replace_once "$reg"
+
+# 5. PostgreSQL: queries run as cached prepared statements whose SQL text
+#    does not name the field (`_jsonb->$1 @> $2`).  After 5 runs PostgreSQL
+#    may switch a statement to a generic plan, which cannot match any
+#    expression index; once a connection has run a few seq-scan queries of
+#    that shape (an unindexed field, or before an index existed) it keeps
+#    seq-scanning every field.  Default plan_cache_mode=force_custom_plan on
+#    FerretDB's connections (a plan_cache_mode in --postgresql-url wins).
+log "patching: connections use plan_cache_mode=force_custom_plan (PostgreSQL backend)"
+old=$'\tvalues.Set("application_name", "FerretDB")\n'
+new="$old"$'\n\tif !values.Has("plan_cache_mode") {\n\t\tvalues.Set("plan_cache_mode", "force_custom_plan")\n\t}\n'
+replace_once "$SRC/internal/backends/postgresql/metadata/pool/uri.go"
 
 # --- Build ---------------------------------------------------------------------
 log "building (tags: ${FERRETDB_TAGS:-default}; fetches dependencies; a cold build takes a few minutes)"
