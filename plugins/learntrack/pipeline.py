@@ -148,3 +148,9 @@ def publish_neo4j(settings: Settings, interval: Interval, recomputed_dates: Iter
         result.update(multi_region_pairs=len(pairs),
                       multi_region_students=len({p["student_id"] for p in pairs}))
     return result
+
+
+def maintain(settings: Settings, interval: Interval) -> list[dict]:
+    from jobs.maintenance import maintain as run
+
+    return run(_spark(settings), settings, interval)

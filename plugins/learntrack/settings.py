@@ -68,6 +68,11 @@ class Settings:
     engagement_decay_per_day: float = 0.1
     multi_region_window_minutes: int = 30
 
+    # --- lake maintenance ------------------------------------------------------------------------
+    raw_retention_days: int = 90  # bronze and silver (raw and conformed events)
+    aggregate_retention_days: int = 730  # gold
+    vacuum_retention_hours: int = 168  # history VACUUM keeps for time travel and long readers
+
     # --- local stack (ports the embedded servers listen on, loopback only) -------------------
     stack_host: str = "127.0.0.1"
     # Storage of the local MongoDB wire server (FerretDB): "postgresql" (indexes serve equality

@@ -54,3 +54,4 @@ def test_pipeline_dag_wires_every_stage_and_gates_before_publishing():
         assert "gate_gold" in dag.get_task(publish).upstream_task_ids
     assert "gate_bronze" in dag.get_task("build_silver").upstream_task_ids
     assert "gate_silver" in dag.get_task("build_gold").upstream_task_ids
+    assert set(bag.dags) == {"learntrack_pipeline", "learntrack_maintenance"}

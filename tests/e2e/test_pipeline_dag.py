@@ -324,3 +324,23 @@ def test_second_run_of_the_same_dag_run_changes_nothing(pipeline_world, spark):
     after = snapshot(settings, spark)
     for key in before:
         assert after[key] == before[key], f"{key} changed on re-run"
+
+
+def test_a_failing_gate_publishes_nothing_and_keeps_a_readable_report(pipeline_world, spark):
+    """A bad configuration (a negative engagement weight) makes gold break the gate's rule that
+    scores are never negative: the run fails at gate_gold and no sink changes."""
+    from jobs.common import Interval
+    from learntrack.cli import run_dag
+
+    settings, _ = pipeline_world
+    bad = settings.with_overrides(engagement_weights='{"page_view": -50, "login": 1}')
+    sinks = ("course_daily_engagement_by_day", "course_daily_engagement_by_course", "redis", "neo4j_paths",
+             "neo4j_nodes", "neo4j_rels")
+    before = snapshot(settings, spark)
+    with pytest.raises(RuntimeError, match="failed"):
+        run_dag(bad, RUN_DAY)
+    after = snapshot(settings, spark)
+    for key in sinks:
+        assert after[key] == before[key], f"{key} changed although the gate failed"
+    report = bad.home_path / "quality" / Interval.for_day(RUN_DAY).batch_id / "gold.student_engagement.html"
+    assert "FAILED" in report.read_text()
