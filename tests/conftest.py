@@ -47,6 +47,7 @@ def spark(base_settings):
 
     session = spark_session(base_settings, app_name="learntrack-tests")
     yield session
+    session.stop()
 
 
 @pytest.fixture()

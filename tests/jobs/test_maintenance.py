@@ -18,11 +18,9 @@ def test_retention_compaction_and_time_travel(spark, fresh_lake):
     today = dt.date(2026, 6, 1)
     path = ensure_table(spark, GOLD_COURSE_DAILY, fresh_lake.lake_uri)
     days = [today - dt.timedelta(days=n) for n in (1, 2, 800)]  # 800 days: beyond the 2-year retention
-    for day in days:
-        for course in ("c1", "c2", "c3"):  # one small file per append
-            row = (day, course, 1, 1, 0, 0, 0, 0, 0, 1, 0.0, None, None, 1)
-            spark.createDataFrame([row], GOLD_COURSE_DAILY.spark_schema()).write.format("delta") \
-                .mode("append").save(path)
+    for course in ("c1", "c2", "c3"):  # three commits: three small files in every day's partition
+        rows = [(day, course, 1, 1, 0, 0, 0, 0, 0, 1, 0.0, None, None, 1) for day in days]
+        spark.createDataFrame(rows, GOLD_COURSE_DAILY.spark_schema()).write.format("delta").mode("append").save(path)
     version_before = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").agg(F.max("version")).first()[0]
 
     report = {r["table"]: r for r in maintain(spark, fresh_lake, Interval.for_day(today),
