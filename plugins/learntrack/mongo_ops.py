@@ -189,11 +189,13 @@ def explain_latest(db, student_id: str, limit: int = 20) -> dict:
 
 
 def _index_in_plan(node) -> str | None:
-    """Find the index a plan uses: MongoDB's IXSCAN ``indexName``, or an SQL backend's
-    ``USING INDEX x`` / ``Index Scan using x`` (FerretDB returns its SQL plan)."""
+    """Find the index a plan uses: MongoDB's IXSCAN ``indexName``, PostgreSQL's ``Index Name``, or
+    SQLite's ``USING INDEX x`` (FerretDB returns its storage's SQL plan)."""
     if isinstance(node, dict):
         if node.get("stage") in ("IXSCAN", "EXPRESS_IXSCAN") and node.get("indexName"):
             return node["indexName"]
+        if node.get("Index Name"):  # PostgreSQL's JSON plan (FerretDB on PostgreSQL)
+            return node["Index Name"]
         for value in node.values():
             found = _index_in_plan(value)
             if found:

@@ -34,8 +34,10 @@ def print_summary(settings, day: dt.date, echo: Callable[[str], None]) -> None:
          f"for {day}: {len(rows)} courses")
     for r in sorted(rows, key=lambda r: -r["events"])[:5]:
         avg = f"{r['avg_quiz_score_pct']:.1f}%" if r["avg_quiz_score_pct"] is not None else "-"
-        echo(f"    {r['course_id']}: learners={r['active_learners']:>4} events={r['events']:>5} "
-             f"completions={r['video_completions']:>3} quizzes={r['quiz_attempts']:>3} avg quiz={avg}")
+        passed = f"{r['quiz_pass_rate'] * 100:.0f}%" if r.get("quiz_pass_rate") is not None else "-"
+        echo(f"    {r['course_id']}: learners={r['active_learners']:>4} (new {r['new_learners'] or 0:>3}) "
+             f"events={r['events']:>5} watched={(r['video_watch_seconds'] or 0) / 3600:6.1f} h "
+             f"completions={r['video_completions']:>3} quizzes={r['quiz_attempts']:>3} avg={avg} passed={passed}")
 
     top = redis_sink.top(settings, 5)
     as_of = redis_sink.connect(settings).get(redis_sink.keys(settings)["as_of"])

@@ -53,6 +53,23 @@ def test_mongo_bulk_insert_latest_and_profile_update(db):
 
 
 @pytest.mark.stack
+def test_latest_20_is_served_by_the_student_index(db):
+    from learntrack.mongo_ops import explain_latest, insert_activities
+
+    t0 = dt.datetime(2026, 1, 5, tzinfo=UTC)
+    insert_activities(db, [{"event_id": f"ix-{i}", "student_id": f"s{i % 50}", "course_id": "c1",
+                            "event_type": "page_view", "event_time": t0 + dt.timedelta(minutes=i)}
+                           for i in range(500)])
+    plan = explain_latest(db, "s7")
+    assert plan["index"] and "student_latest" in plan["index"], plan["plan"]
+    db.activities.drop_index("student_latest")
+    try:
+        assert explain_latest(db, "s7")["index"] is None
+    finally:
+        db.activities.create_index([("student_id", 1), ("event_time", -1)], name="student_latest")
+
+
+@pytest.mark.stack
 def test_collections_and_indexes_are_created_idempotently(db):
     from learntrack.mongo_ops import ensure_collections
 
@@ -91,3 +108,6 @@ def test_index_found_in_mongodb_and_sql_plans():
     assert _index_in_plan({"queryPlanner": {"Plan": {"Node Type": "Index Scan",
                                                       "x": "Index Scan using idx_a on t"}}}) == "idx_a"
     assert _index_in_plan({"queryPlanner": {"Plan": ["SCAN bulk_123"]}}) is None
+    pg = {"queryPlanner": {"Plan": {"Node Type": "Bitmap Heap Scan", "Plans": [
+        {"Node Type": "Bitmap Index Scan", "Index Name": "activities_student_latest_gin"}]}}}
+    assert _index_in_plan(pg) == "activities_student_latest_gin"
