@@ -16,7 +16,7 @@ DAY = dt.date(2026, 2, 3)
 ROWS = [
     {"event_date": DAY, "course_id": cid, "active_learners": n, "events": 10 * n, "page_views": n, "video_plays": 2 * n,
      "video_completions": n // 2, "quiz_attempts": 1, "assignment_submissions": 0, "logins": n,
-     "avg_quiz_score_pct": 50.0 + n}
+     "video_watch_seconds": 600.0 * n, "avg_quiz_score_pct": 50.0 + n, "quiz_pass_rate": 0.5, "new_learners": 1}
     for cid, n in (("c-a", 3), ("c-b", 7))
 ]
 SCORES = [{"student_id": "s-x", "score": 4.5, "events": 3, "last_event_time": dt.datetime(2026, 2, 3, 10)},
