@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag, task
 
+from learntrack.airflow_tasks import DAG_DEFAULTS
 
-@dag(
-    dag_id="learntrack_maintenance",
-    schedule="@weekly",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    tags=["learntrack"],
-    doc_md=__doc__,
-)
+
+@dag(dag_id="learntrack_maintenance", schedule="@weekly", doc_md=__doc__, **DAG_DEFAULTS)
 def learntrack_maintenance():
     @task
     def maintain_lake():

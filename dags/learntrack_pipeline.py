@@ -6,8 +6,9 @@ the task, so parsing this file imports nothing heavy and touches no store.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag, task
+
+from learntrack.airflow_tasks import DAG_DEFAULTS
 
 
 @task
@@ -21,16 +22,7 @@ def step(task_id: str, name: str, **upstream):
     return stage.override(task_id=task_id)(name, **upstream)
 
 
-@dag(
-    dag_id="learntrack_pipeline",
-    schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args={"retries": 0},
-    tags=["learntrack"],
-    doc_md=__doc__,
-)
+@dag(dag_id="learntrack_pipeline", schedule="@daily", doc_md=__doc__, **DAG_DEFAULTS)
 def learntrack_pipeline():
     extracted = step("extract_bronze", "extract")
     silver = step("build_silver", "silver")

@@ -3,9 +3,19 @@ task context, build settings from the environment, call ``learntrack.pipeline``.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 log = logging.getLogger("learntrack")
+
+#: What every LearnTrack DAG shares (light: importable at DAG parse time).
+DAG_DEFAULTS = {
+    "start_date": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": {"retries": 0},
+    "tags": ["learntrack"],
+}
 
 
 def current_interval():
