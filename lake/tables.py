@@ -2,7 +2,7 @@
 
 Jobs write through these declarations (``lake.delta``), the quality gates derive their schema and
 key expectations from them (``expectations.suites``), and ``docs/tables.md`` is generated from
-them (``learntrack docs-tables``), so the three cannot drift apart.
+them (``python -m lake.docs``, checked by a test), so the three cannot drift apart.
 """
 
 from __future__ import annotations
