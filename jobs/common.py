@@ -35,23 +35,7 @@ class Interval:
         start = dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
         return cls(start, start + dt.timedelta(days=1))
 
-    @classmethod
-    def parse(cls, start: str, end: str) -> "Interval":
-        return cls(_parse_ts(start), _parse_ts(end))
 
-
-def _parse_ts(value) -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        ts = value
-    else:
-        ts = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
-def delta_exists(spark, path: str) -> bool:
-    from delta.tables import DeltaTable
-
-    return DeltaTable.isDeltaTable(spark, path)
 
 
 _KNOWN_TABLES: set[tuple[int, str]] = set()

@@ -37,19 +37,15 @@ def gate_bronze(settings: Settings, interval: Interval, extracted: list[dict]) -
     from jobs.common import read_table
 
     spark = _spark(settings)
-    expected = {e["table"]: e["expected"] for e in extracted}
+    # Rows of this batch from an earlier, interrupted attempt count too: the watermark resumed
+    # after them, so the expected total is what this attempt saw plus those.
+    expected = {e["table"]: e["expected"] + e.get("already_in_batch", 0) for e in extracted}
     out = []
     for src in SOURCES:
         batch = read_table(spark, src.table, settings.lake_uri).where(F.col("batch_id") == interval.batch_id)
-        # Rows of this batch from an earlier, interrupted attempt count too: the watermark
-        # resumed after them, so the expected total is what this attempt saw plus those.
-        exp = expected.get(src.table.qualified, 0) + _rows_before_attempt(extracted, src.table.qualified)
-        out.append(validate(batch, bronze_batch_suite(src.table, exp), settings, interval.batch_id))
+        suite = bronze_batch_suite(src.table, expected.get(src.table.qualified, 0))
+        out.append(validate(batch, suite, settings, interval.batch_id))
     return out
-
-
-def _rows_before_attempt(extracted: list[dict], table: str) -> int:
-    return next((e.get("already_in_batch", 0) for e in extracted if e["table"] == table), 0)
 
 
 def silver(settings: Settings, interval: Interval) -> dict[str, Any]:

@@ -238,8 +238,6 @@ def _neo4j_ready(settings: Settings) -> None:
         driver.execute_query("RETURN 1")
 
 
-def _spark_jars_install(settings: Settings) -> None:
-    run_install_script("spark-jars", RESOURCES / "spark" / "install.sh", settings.jars_dir)
 
 
 def all_services(settings: Settings | None = None) -> list[Service]:
@@ -260,5 +258,5 @@ def all_services(settings: Settings | None = None) -> list[Service]:
 
 
 def install_spark_jars(settings: Settings) -> None:
-    _spark_jars_install(settings)
+    run_install_script("spark-jars", RESOURCES / "spark" / "install.sh", settings.jars_dir)
 
