@@ -36,8 +36,6 @@ class Interval:
         return cls(start, start + dt.timedelta(days=1))
 
 
-
-
 _KNOWN_TABLES: set[tuple[int, str]] = set()
 
 
