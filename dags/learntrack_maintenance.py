@@ -1,4 +1,5 @@
-"""Weekly lake maintenance: retention by layer, OPTIMIZE, VACUUM. Wiring only."""
+"""Weekly maintenance: lake retention by layer, OPTIMIZE, VACUUM; and the MongoDB sweep that stamps
+documents written without write metadata. Wiring only."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ def learntrack_maintenance():
 
         return run_stage("maintain")
 
+    @task
+    def sweep_source():
+        from learntrack.airflow_tasks import run_stage
+
+        return run_stage("sweep_source")
+
     maintain_lake()
+    sweep_source()
 
 
 learntrack_maintenance_dag = learntrack_maintenance()

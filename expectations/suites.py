@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lake.tables import (GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_PROGRESS, GOLD_STUDENT_ENGAGEMENT,
-                         SILVER_ACTIVITIES, Table)
+from lake.tables import (GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_ENGAGEMENT,
+                         GOLD_STUDENT_COURSE_PROGRESS, GOLD_STUDENT_ENGAGEMENT, SILVER_ACTIVITIES, Table)
 from learntrack.activity_model import EVENT_TYPES, MAX_CLOCK_SKEW
 
 
@@ -126,9 +126,52 @@ def gold_multi_region_suite(window_minutes: int):
 def gold_student_engagement_suite():
     import great_expectations.expectations as gxe
 
+    from jobs.engagement import SEGMENTS
+
     suite = SuiteSpec(name="gold.student_engagement")
     for e in _structure(GOLD_STUDENT_ENGAGEMENT):
         suite.add_expectation(e)
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="events", min_value=1))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="courses", min_value=1))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="segment", value_set=list(SEGMENTS)))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="quiz_pass_rate", min_value=0, max_value=1))
+    return suite
+
+
+def gold_student_course_engagement_suite():
+    import great_expectations.expectations as gxe
+
+    from jobs.engagement import BANDS
+
+    suite = SuiteSpec(name="gold.student_course_engagement")
+    for e in _structure(GOLD_STUDENT_COURSE_ENGAGEMENT):
+        suite.add_expectation(e)
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="percentile", min_value=0, max_value=1))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="band", value_set=list(BANDS)))
+    return suite
+
+
+def reconciliation_suite(name: str, equal_pairs: list[tuple[str, str]], zero_columns: list[str] = ()):
+    """Counts between layers, validated over a one-row frame of counts: each pair must be equal
+    and each zero column must be 0 (for example, rows that did not arrive where they should)."""
+    import great_expectations.expectations as gxe
+
+    suite = SuiteSpec(name=name)
+    for a, b in equal_pairs:
+        suite.add_expectation(gxe.ExpectColumnPairValuesToBeEqual(column_A=a, column_B=b))
+    for c in zero_columns:
+        suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=0))
+    return suite
+
+
+def freshness_suite(name: str, max_age_hours: float):
+    """Over a one-row frame with ``newest_age_hours``: the newest source write extracted up to the
+    interval end is at most ``max_age_hours`` older than the end (null: nothing recent at all)."""
+    import great_expectations.expectations as gxe
+
+    suite = SuiteSpec(name=name)
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="newest_age_hours"))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="newest_age_hours", min_value=0,
+                                                            max_value=max_age_hours))
     return suite

@@ -1,4 +1,5 @@
-"""Gold: daily course engagement, student engagement, student course progress, multi-region access.
+"""Gold: daily course engagement, student course progress, multi-region access (and engagement, in
+``jobs.engagement``).
 
 A day is always recomputed whole from silver and written with replaceWhere on its partition, and
 per-student tables are recomputed for the students a batch touched and MERGEd on their keys, so
@@ -13,8 +14,8 @@ import datetime as dt
 from typing import Any, Iterable
 
 from jobs.common import Interval, ensure_table, read_table, replace_partitions
-from lake.tables import (GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_PROGRESS, GOLD_STUDENT_ENGAGEMENT,
-                         SILVER_ACTIVITIES, SILVER_COURSE_ITEMS)
+from jobs.engagement import build_engagement
+from lake.tables import GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_PROGRESS, SILVER_ACTIVITIES, SILVER_COURSE_ITEMS
 from learntrack.settings import Settings
 
 #: Playback faster than this many seconds of video per second of wall clock is not believed.
@@ -54,7 +55,9 @@ def video_watch(silver_df):
                          F.coalesce(watched, F.lit(0.0)).alias("watch_seconds"))
 
 
-def course_daily_engagement(silver_df, items_df, days: list[dt.date]):
+def course_daily_engagement(silver_df, items_df, progress_df, days: list[dt.date]):
+    """Per course and day; new learners are the pairs whose first event (in the progress table,
+    which holds each pair's first event time) falls on the day."""
     from pyspark.sql import functions as F
 
     def n(event_type: str):
@@ -78,64 +81,105 @@ def course_daily_engagement(silver_df, items_df, days: list[dt.date]):
                    .alias("quiz_pass_rate")))
     watch = (video_watch(window).where(F.col("event_date").isin(days))
              .groupBy("event_date", "course_id").agg(F.sum("watch_seconds").alias("video_watch_seconds")))
-    first_seen = (silver_df.groupBy("student_id", "course_id").agg(F.min("event_date").alias("event_date"))
+    first_seen = (progress_df.select("course_id", F.to_date("first_event_time").alias("event_date"))
                   .where(F.col("event_date").isin(days))
                   .groupBy("event_date", "course_id").agg(F.count(F.lit(1)).alias("new_learners")))
     return (counts.join(watch, ["event_date", "course_id"], "left").join(first_seen, ["event_date", "course_id"], "left")
             .fillna({"video_watch_seconds": 0.0, "new_learners": 0}))
 
 
-def student_engagement(silver_df, as_of: dt.date, weights: dict[str, float], decay_per_day: float):
-    """score = sum over events up to ``as_of`` of weight(type) * exp(-decay * age in days)."""
+def progress_of_events(rows, items_df):
+    """The progress state that ``rows`` alone imply, per (student, course)."""
     from pyspark.sql import functions as F
 
-    weight = F.create_map(*[x for k, v in sorted(weights.items()) for x in (F.lit(k), F.lit(float(v)))])
-    age = F.datediff(F.lit(as_of), F.col("event_date"))
-    return (silver_df.where(F.col("event_date") <= F.lit(as_of))
-            .withColumn("points", F.coalesce(weight[F.col("event_type")], F.lit(0.0))
-                        * F.exp(-F.lit(decay_per_day) * age))
-            .groupBy("student_id")
-            .agg(F.sum("points").alias("score"), F.count(F.lit(1)).alias("events"),
-                 F.max("event_time").alias("last_event_time"))
-            .withColumn("as_of_date", F.lit(as_of)))
-
-
-def student_course_progress(silver_df, items_df, students_df):
-    """Progress of the given students in every course they have events in."""
-    from pyspark.sql import functions as F
-
-    rows = silver_df.join(F.broadcast(students_df), "student_id", "left_semi")
-    videos_total = (items_df.where(F.col("item_type") == "video").groupBy("course_id")
-                    .agg(F.count(F.lit(1)).alias("videos_total")))
     quizzes = items_df.where(F.col("item_type") == "quiz").select(
         F.col("course_id").alias("q_course"), F.col("item_id").alias("q_item"), "passing_score")
     passed = (rows.where(F.col("event_type") == "quiz_attempt")
-              .join(quizzes, (F.col("course_id") == F.col("q_course")) & (F.col("item_id") == F.col("q_item")))
+              .join(F.broadcast(quizzes), (F.col("course_id") == F.col("q_course")) & (F.col("item_id") == F.col("q_item")))
               .where(F.col("score") >= F.col("passing_score"))
-              .groupBy("student_id", "course_id").agg(F.countDistinct("item_id").alias("quizzes_passed")))
+              .groupBy("student_id", "course_id").agg(F.array_sort(F.collect_set("item_id")).alias("passed_quiz_ids")))
     video = rows.where(F.col("event_type").isin("video_play", "video_pause", "video_seek", "video_complete"))
-    last_pos = (video.groupBy("student_id", "course_id", "item_id")
-                .agg(F.max_by("position_s", F.struct("event_time", "event_id")).alias("pos"))
-                .groupBy("student_id", "course_id")
-                .agg(F.map_from_entries(F.collect_list(F.struct("item_id", "pos"))).alias("resume_positions")))
+    resume = (video.groupBy("student_id", "course_id", "item_id")
+              .agg(F.max_by("position_s", F.struct("event_time", "position_s")).alias("pos"),
+                   F.max("event_time").alias("at"))
+              .groupBy("student_id", "course_id")
+              .agg(F.map_from_entries(F.collect_list(F.struct("item_id", "pos"))).alias("resume_positions"),
+                   F.map_from_entries(F.collect_list(F.struct("item_id", "at"))).alias("resume_at")))
     base = (rows.groupBy("student_id", "course_id")
             .agg(F.min("event_time").alias("first_event_time"), F.max("event_time").alias("last_accessed"),
-                 F.countDistinct(F.when(F.col("event_type") == "video_complete", F.col("item_id")))
-                 .alias("videos_completed"),
-                 F.count(F.when(F.col("event_type").startswith("video_"), 1)).alias("_video_events")))
-    out = (base.join(videos_total, "course_id", "left").join(passed, ["student_id", "course_id"], "left")
-           .join(last_pos, ["student_id", "course_id"], "left")
-           .fillna({"videos_total": 0, "quizzes_passed": 0}))
+                 F.array_sort(F.collect_set(F.when(F.col("event_type") == "video_complete", F.col("item_id"))))
+                 .alias("completed_video_ids")))
+    return base.join(passed, ["student_id", "course_id"], "left").join(resume, ["student_id", "course_id"], "left")
+
+
+def fold_progress(stored_df, new_df, items_df):
+    """Fold new progress state into the stored rows: min first time, max last access, union of
+    completed videos and passed quizzes, per video the position recorded latest (ties: the larger).
+    Every rule is commutative and idempotent, so batches can be applied in any order, or twice."""
+    from pyspark.sql import functions as F
+
+    empty_ids = F.array().cast("array<string>")
+    keys = ["student_id", "course_id"]
+    old = stored_df.select(*keys, *[F.col(c).alias(f"o_{c}") for c in (
+        "first_event_time", "last_accessed", "completed_video_ids", "passed_quiz_ids", "resume_positions", "resume_at")])
+    j = new_df.join(old, keys, "left")
+
+    def sorted_map(expr: str):
+        return F.expr(f"map_from_entries(array_sort(map_entries({expr})))")
+
+    o_at, n_at = "coalesce(o_resume_at, map())", "coalesce(resume_at, map())"
+    o_pos, n_pos = "coalesce(o_resume_positions, map())", "coalesce(resume_positions, map())"
+    positions = (f"map_zip_with({o_pos}, {n_pos}, (k, a, b) -> CASE WHEN b IS NULL THEN a WHEN a IS NULL THEN b "
+                 f"WHEN try_element_at({n_at}, k) > try_element_at({o_at}, k) THEN b "
+                 f"WHEN try_element_at({n_at}, k) < try_element_at({o_at}, k) THEN a ELSE greatest(a, b) END)")
+    folded = j.select(
+        *keys,
+        F.least("first_event_time", "o_first_event_time").alias("first_event_time"),
+        F.greatest("last_accessed", "o_last_accessed").alias("last_accessed"),
+        F.array_sort(F.array_union(F.coalesce("o_completed_video_ids", empty_ids),
+                                   F.coalesce("completed_video_ids", empty_ids))).alias("completed_video_ids"),
+        F.array_sort(F.array_union(F.coalesce("o_passed_quiz_ids", empty_ids),
+                                   F.coalesce("passed_quiz_ids", empty_ids))).alias("passed_quiz_ids"),
+        sorted_map(positions).cast("map<string,double>").alias("resume_positions"),
+        sorted_map(f"map_zip_with({o_at}, {n_at}, (k, a, b) -> greatest(a, b))").cast("map<string,timestamp>")
+        .alias("resume_at"),
+        F.when(F.col("first_event_time") < F.col("o_first_event_time"), F.to_date("o_first_event_time"))
+        .alias("_moved_first_date"))
+    videos_total = (items_df.where(F.col("item_type") == "video").groupBy("course_id")
+                    .agg(F.count(F.lit(1)).alias("videos_total")))
+    out = folded.join(F.broadcast(videos_total), "course_id", "left").fillna({"videos_total": 0})
+    done = F.size("completed_video_ids")
     completion = F.when(F.col("videos_total") > 0,
-                        F.least(F.lit(100.0), F.col("videos_completed") / F.col("videos_total") * 100)).otherwise(0.0)
-    status = (F.when((F.col("videos_total") > 0) & (F.col("videos_completed") >= F.col("videos_total")), "completed")
-              .when(F.col("_video_events") > 0, "in_progress").otherwise("not_started"))
+                        F.least(F.lit(100.0), done / F.col("videos_total") * 100)).otherwise(0.0)
+    status = (F.when((F.col("videos_total") > 0) & (done >= F.col("videos_total")), "completed")
+              .when(F.size("resume_positions") > 0, "in_progress").otherwise("not_started"))
     return out.select(
         "student_id", "course_id", F.col("videos_total").cast("bigint").alias("videos_total"),
-        F.col("videos_completed").cast("bigint").alias("videos_completed"), completion.alias("completion_pct"),
-        status.alias("status"), F.col("quizzes_passed").cast("bigint").alias("quizzes_passed"),
-        F.coalesce("resume_positions", F.create_map().cast("map<string,double>")).alias("resume_positions"),
-        "first_event_time", "last_accessed")
+        done.cast("bigint").alias("videos_completed"), completion.alias("completion_pct"), status.alias("status"),
+        F.size("passed_quiz_ids").cast("bigint").alias("quizzes_passed"), "resume_positions", "first_event_time",
+        "last_accessed", "completed_video_ids", "passed_quiz_ids", "resume_at", "_moved_first_date")
+
+
+def merge_progress(spark, lake: str, batch_rows, items_df) -> list[dt.date]:
+    """Fold the batch's events into student_course_progress; return the days whose new-learner
+    counts changed because a late event moved a pair's first day earlier."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    path = ensure_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake)
+    new = progress_of_events(batch_rows, items_df)
+    stored = spark.read.format("delta").load(path).join(new.select("student_id", "course_id"),
+                                                         ["student_id", "course_id"], "left_semi")
+    folded = fold_progress(stored, new, items_df).persist()
+    try:
+        moved = [r[0] for r in folded.where(F.col("_moved_first_date").isNotNull())
+                 .select("_moved_first_date").distinct().collect()]
+        (DeltaTable.forPath(spark, path).alias("t")
+         .merge(folded.drop("_moved_first_date").alias("s"), "t.student_id = s.student_id AND t.course_id = s.course_id")
+         .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+    finally:
+        folded.unpersist()
+    return moved
 
 
 def multi_region_access(silver_df, days: list[dt.date], window_minutes: int):
@@ -162,7 +206,8 @@ def multi_region_access(silver_df, days: list[dt.date], window_minutes: int):
 
 
 def build_gold(spark, settings: Settings, interval: Interval, affected_dates: Iterable | None = None) -> dict[str, Any]:
-    from delta.tables import DeltaTable
+    """Gold for one batch. Reads the batch's rows and bounded windows of silver (the recomputed
+    days and their neighbours), never the whole history."""
     from pyspark.sql import functions as F
 
     lake = settings.lake_uri
@@ -171,24 +216,15 @@ def build_gold(spark, settings: Settings, interval: Interval, affected_dates: It
     batch_rows = silver.where(F.col("batch_id") == interval.batch_id)
     if affected_dates is None:  # standalone re-run: the days this batch put rows in
         affected_dates = [r[0] for r in batch_rows.select("event_date").distinct().collect()]
-    else:
-        batch_rows = batch_rows.where(F.col("event_date").isin(_dates(affected_dates)))
-    days = days_to_recompute(affected_dates)
+    moved_first_days = merge_progress(spark, lake, batch_rows, items)
+    days = days_to_recompute(list(_dates(affected_dates)) + moved_first_days)
     result: dict[str, Any] = {"recomputed_dates": [d.isoformat() for d in days]}
     if days:
-        replace_partitions(course_daily_engagement(silver, items, days), GOLD_COURSE_DAILY, lake, "event_date", days)
+        progress = read_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake)
+        replace_partitions(course_daily_engagement(silver, items, progress, days), GOLD_COURSE_DAILY, lake,
+                           "event_date", days)
         replace_partitions(multi_region_access(silver, days, settings.multi_region_window_minutes), GOLD_MULTI_REGION,
                            lake, "event_date", days)
-
-    students = batch_rows.select("student_id").distinct()
-    progress = student_course_progress(silver, items, students)
-    path = ensure_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake)
-    (DeltaTable.forPath(spark, path).alias("t")
-     .merge(progress.alias("s"), "t.student_id = s.student_id AND t.course_id = s.course_id")
-     .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
-
-    as_of = interval.as_of_date
-    scores = student_engagement(silver, as_of, settings.engagement_weight_map, settings.engagement_decay_per_day)
-    replace_partitions(scores, GOLD_STUDENT_ENGAGEMENT, lake, "as_of_date", [as_of])
-    result["as_of_date"] = as_of.isoformat()
+    result.update(build_engagement(spark, settings, interval.as_of_date, batch_rows))
+    result["as_of_date"] = interval.as_of_date.isoformat()
     return result

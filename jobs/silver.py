@@ -13,7 +13,7 @@ from typing import Any
 
 from jobs.common import Interval, ensure_table
 from lake.tables import (BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, QUARANTINE, SILVER_ACTIVITIES,
-                         SILVER_COURSE_ITEMS, SILVER_STUDENTS)
+                         SILVER_COURSE_ITEMS, SILVER_STUDENTS, SILVER_STUDENTS_HISTORY)
 from learntrack.activity_model import (EVENT_TYPES, MAX_CLOCK_SKEW, MAX_DOC_BYTES, MAX_ID_LEN, REGIONS,
                                       VIDEO_EVENT_TYPES, Rule)
 from learntrack.settings import Settings
@@ -118,11 +118,14 @@ def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any
         s_path = ensure_table(spark, SILVER_ACTIVITIES, lake)
         target = DeltaTable.forPath(spark, s_path)
         before = target.history(1).first()["version"]
+        days = sorted(r["event_date"] for r in good.select("event_date").distinct().collect())
+        # A retry carries its event's time, so a duplicate can only be in the batch's own days:
+        # naming them lets the MERGE read those partitions instead of the whole history.
+        in_days = (" AND t.event_date IN (" + ", ".join(f"DATE'{d}'" for d in days) + ")") if days else ""
         (target.alias("t")
-         .merge(unique.select(*SILVER_ACTIVITIES.column_names).alias("s"), "t.event_id = s.event_id")
+         .merge(unique.select(*SILVER_ACTIVITIES.column_names).alias("s"), "t.event_id = s.event_id" + in_days)
          .whenNotMatchedInsertAll().execute())
         inserted = merged_rows_inserted(target, before)
-        days = sorted(r["event_date"] for r in good.select("event_date").distinct().collect())
         by_rule = {r["rule"]: r["count"] for r in bad.groupBy("rule").count().collect()}
     finally:
         batch.unpersist()
@@ -135,9 +138,7 @@ def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any
         "affected_dates": [d.isoformat() for d in days], "students_upserted": students,
         "course_items_upserted": course_items,
     }
-    if rows_in != inserted + (valid - inserted) + quarantined:  # pragma: no cover - guards the arithmetic
-        raise AssertionError(f"silver counts do not reconcile: {result}")
-    return result
+    return result  # gate_silver reconciles these counts against what landed in the tables
 
 
 def merged_rows_inserted(table, version_before: int) -> int:
@@ -158,19 +159,42 @@ def build_student_dimension(spark, settings: Settings, interval: Interval) -> in
     bronze = spark.read.format("delta").load(ensure_table(spark, BRONZE_STUDENTS, lake))
     schema = ("`_id` STRING, name STRING, email STRING, home_region STRING, country STRING, "
               "subscription STRING, enrolled_courses ARRAY<STRING>")
-    latest = Window.partitionBy("source_id").orderBy(F.col("source_updated_at").desc())
-    changed = (bronze.where(F.col("batch_id") == interval.batch_id)
-               .withColumn("_n", F.row_number().over(latest)).where("_n = 1")
-               .select(F.from_json("raw", schema).alias("j"), "source_updated_at")
-               .select(F.col("j._id").alias("student_id"), "j.name", "j.email", "j.home_region", "j.country",
-                       "j.subscription", "j.enrolled_courses", F.col("source_updated_at").alias("updated_at"))
-               .where(F.col("student_id").isNotNull()))
+    latest = Window.partitionBy("student_id").orderBy(F.col("updated_at").desc())
+    versions = (bronze.where(F.col("batch_id") == interval.batch_id)
+                .select(F.from_json("raw", schema).alias("j"), "source_updated_at")
+                .select(F.col("j._id").alias("student_id"), "j.name", "j.email", "j.home_region", "j.country",
+                        "j.subscription", "j.enrolled_courses", F.col("source_updated_at").alias("updated_at"))
+                .where(F.col("student_id").isNotNull())
+                .withColumn("_n", F.row_number().over(latest)))
+    changed = versions.where("_n = 1").drop("_n")
     path = ensure_table(spark, SILVER_STUDENTS, lake)
     (DeltaTable.forPath(spark, path).alias("t")
      .merge(changed.alias("s"), "t.student_id = s.student_id")
      .whenMatchedUpdateAll(condition="s.updated_at > t.updated_at")
      .whenNotMatchedInsertAll().execute())
+    build_student_history(spark, lake, versions.drop("_n"))
     return changed.count()
+
+
+def build_student_history(spark, lake: str, versions) -> None:
+    """SCD2: add the batch's profile versions to the touched students' stored versions and
+    recompute their validity ranges. A version is keyed by its updated_at, so re-applying a batch,
+    or a batch arriving late, yields the same rows."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    path = ensure_table(spark, SILVER_STUDENTS_HISTORY, lake)
+    attrs = ["student_id", "name", "email", "home_region", "country", "subscription", "enrolled_courses"]
+    new = versions.select(*attrs, F.col("updated_at").alias("valid_from"))
+    stored = (spark.read.format("delta").load(path).join(new.select("student_id").distinct(), "student_id", "left_semi")
+              .select(*attrs, "valid_from"))
+    every = stored.unionByName(new).dropDuplicates(["student_id", "valid_from"])
+    valid_to = F.lead("valid_from").over(Window.partitionBy("student_id").orderBy("valid_from"))
+    rebuilt = every.withColumn("valid_to", valid_to).withColumn("is_current", F.col("valid_to").isNull())
+    (DeltaTable.forPath(spark, path).alias("t")
+     .merge(rebuilt.alias("s"), "t.student_id = s.student_id AND t.valid_from = s.valid_from")
+     .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 
 
 def build_course_items(spark, settings: Settings, interval: Interval) -> int:

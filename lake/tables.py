@@ -55,6 +55,9 @@ def _spark_type(name: str):
 
     simple = {"STRING": T.StringType(), "DOUBLE": T.DoubleType(), "BIGINT": T.LongType(), "INT": T.IntegerType(),
               "DATE": T.DateType(), "TIMESTAMP": T.TimestampType(), "BOOLEAN": T.BooleanType()}
+    if name.startswith("DECIMAL(") and name.endswith(")"):
+        precision, scale = (int(x) for x in name[8:-1].split(","))
+        return T.DecimalType(precision, scale)
     if name.startswith("ARRAY<") and name.endswith(">"):
         return T.ArrayType(_spark_type(name[6:-1]))
     if name.startswith("MAP<") and name.endswith(">"):
@@ -141,6 +144,21 @@ SILVER_STUDENTS = Table(
     doc="Student dimension, latest profile version.",
 )
 
+SILVER_STUDENTS_HISTORY = Table(
+    "silver", "students_history",
+    (
+        C("student_id", "STRING", False), C("name", "STRING"), C("email", "STRING"),
+        C("home_region", "STRING"), C("country", "STRING"), C("subscription", "STRING"),
+        C("enrolled_courses", "ARRAY<STRING>"),
+        C("valid_from", "TIMESTAMP", False, "the version's updated_at"),
+        C("valid_to", "TIMESTAMP", True, "the next version's updated_at; null while current"),
+        C("is_current", "BOOLEAN", False),
+    ),
+    keys=("student_id", "valid_from"), grain="one row per extracted profile version (SCD type 2)",
+    doc="Student dimension with history: which region, subscription and courses a student had when. "
+        "Versions only accumulate, so applying a batch again or late gives the same rows.",
+)
+
 SILVER_COURSE_ITEMS = Table(
     "silver", "course_items",
     (
@@ -174,18 +192,44 @@ GOLD_COURSE_DAILY = Table(
     doc="Daily course engagement; a day is recomputed whole when any of its events arrive.",
 )
 
+SCORE = "DECIMAL(18,6)"  # exact sums, so the daily chain gives the same digits in any run order
+
+GOLD_STUDENT_COURSE_ENGAGEMENT = Table(
+    "gold", "student_course_engagement",
+    (
+        C("as_of_date", "DATE", False, "score as known at the end of this day"),
+        C("course_id", "STRING", False),
+        C("student_id", "STRING", False),
+        C("score", SCORE, False,
+          "S(d) = S(d-1) * exp(-lambda) + points of the events first known on d, each "
+          "weight(type) * exp(-lambda * (d - min(event day, known day))) (docs/engagement.md)"),
+        C("percentile", "DOUBLE", False,
+          "mid-rank percentile of the score among the course's students that day: (below + equal/2) / n"),
+        C("band", "STRING", False, "low (< band_low), high (> band_high) or normal"),
+    ),
+    keys=("as_of_date", "course_id", "student_id"), partition_by=("as_of_date",),
+    grain="one row per student and course with any event known by the as-of day, per as-of day",
+    doc="Per-course engagement score with exponential decay, and the student's percentile band in the course.",
+)
+
 GOLD_STUDENT_ENGAGEMENT = Table(
     "gold", "student_engagement",
     (
-        C("as_of_date", "DATE", False, "score as of the end of this day"),
+        C("as_of_date", "DATE", False, "score as known at the end of this day"),
         C("student_id", "STRING", False),
-        C("score", "DOUBLE", False, "sum over events of weight(type) * exp(-lambda * age_days)"),
-        C("events", "BIGINT", False, "events up to as_of_date"),
-        C("last_event_time", "TIMESTAMP", False),
+        C("score", SCORE, False, "sum of the student's per-course scores (student_course_engagement)"),
+        C("courses", "BIGINT", False, "courses the student has a score in"),
+        C("events_recent", "BIGINT", False, "events in the activity window ending on as_of_date"),
+        C("events_previous", "BIGINT", False, "events in the window before that"),
+        C("quiz_attempts", "BIGINT", False, "quiz attempts in both windows"),
+        C("quiz_pass_rate", "DOUBLE", True, "share of those attempts at or above the quiz's passing score"),
+        C("last_event_time", "TIMESTAMP", True, "newest event in both windows; null when inactive"),
+        C("segment", "STRING", False,
+          "inactive, disengaging, struggling, highly_engaged or active (docs/engagement.md)"),
     ),
     keys=("as_of_date", "student_id"), partition_by=("as_of_date",),
-    grain="one row per student with any event, per as-of day",
-    doc="Per-student engagement score with exponential time decay; weights and lambda in settings.",
+    grain="one row per student with any event known by the as-of day, per as-of day",
+    doc="Per-student engagement score with exponential time decay, and the student's segment.",
 )
 
 GOLD_STUDENT_COURSE_PROGRESS = Table(
@@ -200,9 +244,14 @@ GOLD_STUDENT_COURSE_PROGRESS = Table(
         C("resume_positions", "MAP<STRING,DOUBLE>", False,
           "per video: the position of the student's latest video event (where to resume)"),
         C("first_event_time", "TIMESTAMP", False), C("last_accessed", "TIMESTAMP", False),
+        C("completed_video_ids", "ARRAY<STRING>", False, "videos with a video_complete event (sorted)"),
+        C("passed_quiz_ids", "ARRAY<STRING>", False, "quizzes passed (sorted)"),
+        C("resume_at", "MAP<STRING,TIMESTAMP>", False,
+          "per video: when the resume position was recorded (latest event time; ties: larger position)"),
     ),
     keys=("student_id", "course_id"), grain="one row per student and course with any event",
-    doc="Progress and resume positions; rows of students active in a batch are recomputed.",
+    doc="Progress and resume positions, merged incrementally: each batch's events are folded into the "
+        "stored row with min/max/union rules, so a batch applied twice or late changes nothing twice.",
 )
 
 GOLD_MULTI_REGION = Table(
@@ -223,5 +272,5 @@ GOLD_MULTI_REGION = Table(
 )
 
 ALL_TABLES = (BRONZE_ACTIVITIES, BRONZE_STUDENTS, BRONZE_COURSES, SILVER_ACTIVITIES, QUARANTINE,
-              SILVER_STUDENTS, SILVER_COURSE_ITEMS, GOLD_COURSE_DAILY, GOLD_STUDENT_ENGAGEMENT,
-              GOLD_STUDENT_COURSE_PROGRESS, GOLD_MULTI_REGION)
+              SILVER_STUDENTS, SILVER_STUDENTS_HISTORY, SILVER_COURSE_ITEMS, GOLD_COURSE_DAILY, GOLD_STUDENT_COURSE_ENGAGEMENT,
+              GOLD_STUDENT_ENGAGEMENT, GOLD_STUDENT_COURSE_PROGRESS, GOLD_MULTI_REGION)

@@ -38,7 +38,8 @@ UPSTREAM_ARGS = {
     "gate_bronze": lambda up: {"extracted": up["extracted"]},
     "gate_silver": lambda up: {"affected_dates": up["silver"]["affected_dates"]},
     "gold": lambda up: {"affected_dates": up["silver"]["affected_dates"]},
-    "gate_gold": lambda up: {"recomputed_dates": up["gold"]["recomputed_dates"]},
+    "gate_gold": lambda up: {"recomputed_dates": up["gold"]["recomputed_dates"],
+                             "engagement_dates": up["gold"].get("engagement_dates", [])},
     "publish_cassandra": lambda up: {"recomputed_dates": up["gold"]["recomputed_dates"]},
     "publish_neo4j": lambda up: {"recomputed_dates": up["gold"]["recomputed_dates"]},
 }

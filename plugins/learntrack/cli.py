@@ -129,20 +129,31 @@ def cmd_mongo(args, settings: Settings) -> int:
             echo(f"ERROR {exc}")
             return 2
         echo(json_util.dumps(doc, indent=1))
+    elif args.action == "sweep":
+        for name, n in mongo_ops.sweep_write_metadata(db).items():
+            echo(f"{name:<11} {n} documents stamped with write metadata")
     return 0
 
 
 def cmd_bench(args, settings: Settings) -> int:
-    from learntrack.benchmarks import bench_mongo
+    """On-demand benchmarks: print figures as they come, save them as JSON under <home>/benchmarks."""
+    if args.target == "lake":
+        from learntrack.lake_bench import bench_lake
 
-    settings = settings.with_overrides(mongo_db=args.database)
-    echo(f"Benchmark: MongoDB operational patterns, {args.activities:,} activities in {settings.mongo_db} "
-         f"({settings.mongo_uri})")
-    result = bench_mongo(settings, args.activities, queries=args.queries, keep=args.keep, echo=echo)
-    out = settings.home_path / "benchmarks" / f"mongo-{args.activities}-{int(time.time())}.json"
+        echo(f"Benchmark: lake pipeline stages, {args.activities:,} activities over {args.history_days} days "
+             f"(+1 daily day)")
+        result = bench_lake(settings, args.activities, history_days=args.history_days, echo=echo)
+    else:
+        from learntrack.benchmarks import bench_mongo
+
+        settings = settings.with_overrides(mongo_db=args.database)
+        echo(f"Benchmark: MongoDB operational patterns, {args.activities:,} activities in {settings.mongo_db} "
+             f"({settings.mongo_uri})")
+        result = bench_mongo(settings, args.activities, queries=args.queries, keep=args.keep, echo=echo)
+        echo(json.dumps(result, indent=1))
+    out = settings.home_path / "benchmarks" / f"{args.target}-{args.activities}-{int(time.time())}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    echo(json.dumps(result, indent=1))
     echo(f"saved: {out}")
     return 0
 
@@ -289,14 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     mu = msub.add_parser("update-profile", help="update allowed profile fields")
     mu.add_argument("student")
     mu.add_argument("changes", help='JSON object, e.g. \'{"email": "a@b.org", "phone": "+1 555"}\'')
+    msub.add_parser("sweep", help="stamp documents written without write metadata (full scan; weekly DAG)")
     m.set_defaults(func=cmd_mongo)
 
     b = sub.add_parser("bench", help="on-demand benchmarks (print figures, not part of the tests)")
-    b.add_argument("target", choices=["mongo"])
+    b.add_argument("target", choices=["mongo", "lake"])
     b.add_argument("--activities", type=int, default=1_000_000)
     b.add_argument("--queries", type=int, default=200)
     b.add_argument("--database", default="lt_bench")
     b.add_argument("--keep", action="store_true", help="reuse the data already loaded when large enough")
+    b.add_argument("--history-days", type=int, default=30, help="lake: days of history before the timed day")
     b.set_defaults(func=cmd_bench)
 
     r = sub.add_parser("run", help="run the Airflow DAG for one day (airflow dags test)")

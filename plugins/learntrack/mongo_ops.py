@@ -176,6 +176,38 @@ def insert_raw(db, docs: list[dict]) -> int:
         return exc.details.get("nInserted", 0)
 
 
+#: (collection, write-time field, day-bucket field): what extraction reads each collection by.
+WRITE_METADATA = (("activities", "ingested_at", "ingest_day"), ("students", "updated_at", "updated_day"),
+                  ("courses", "updated_at", "updated_day"))
+
+
+def sweep_write_metadata(db, now: dt.datetime | None = None) -> dict[str, int]:
+    """Stamp documents another writer left without a date write time or a day bucket, so the next
+    extraction reads them (it reads by day bucket and write time only; docs/decisions.md, ADR 5).
+
+    The stamp is the sweep time, because an older time would sit behind the extraction watermark
+    and stay invisible; a previous value is kept in ``<field>_original``. This scans the whole
+    collection (no index can find a missing field), so it runs weekly, not in the daily DAG.
+    Returns the documents stamped per collection.
+    """
+    from pymongo import UpdateOne
+
+    now = now or dt.datetime.now(dt.timezone.utc)
+    stamped = {}
+    for name, field, day in WRITE_METADATA:
+        flt = {"$or": [{field: {"$not": {"$type": "date"}}}, {day: {"$not": {"$type": "string"}}}]}
+        ops = []
+        for doc in db[name].find(flt, {field: 1}):
+            change = {field: now, day: day_bucket(now)}
+            if doc.get(field) is not None:
+                change[f"{field}_original"] = doc[field]
+            ops.append(UpdateOne({"_id": doc["_id"]}, {"$set": change}))
+        if ops:
+            db[name].bulk_write(ops, ordered=False)
+        stamped[name] = len(ops)
+    return stamped
+
+
 def latest_activities(db, student_id: str, limit: int = 20) -> list[dict]:
     """The newest ``limit`` activities of a student, served by the student_latest index."""
     cursor = db.activities.find({"student_id": student_id}).sort("event_time", -1).limit(limit)

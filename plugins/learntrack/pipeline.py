@@ -32,7 +32,7 @@ def gate_bronze(settings: Settings, interval: Interval, extracted: list[dict]) -
     from pyspark.sql import functions as F
 
     from expectations.gate import validate
-    from expectations.suites import bronze_batch_suite
+    from expectations.suites import bronze_batch_suite, freshness_suite
     from jobs.bronze import SOURCES
     from jobs.common import read_table
 
@@ -45,7 +45,27 @@ def gate_bronze(settings: Settings, interval: Interval, extracted: list[dict]) -
         batch = read_table(spark, src.table, settings.lake_uri).where(F.col("batch_id") == interval.batch_id)
         suite = bronze_batch_suite(src.table, expected.get(src.table.qualified, 0))
         out.append(validate(batch, suite, settings, interval.batch_id))
+    out.append(validate(_activity_freshness(spark, settings, interval),
+                        freshness_suite("bronze.activities.freshness", settings.freshness_max_hours),
+                        settings, interval.batch_id))
     return out
+
+
+def _activity_freshness(spark, settings: Settings, interval: Interval):
+    """One row: hours between the interval end and the newest activity written before it (reads
+    only the last few ingest-day partitions)."""
+    from pyspark.sql import functions as F
+
+    from jobs.common import read_table
+    from lake.tables import BRONZE_ACTIVITIES
+
+    end = interval.end.astimezone(dt.timezone.utc)
+    since = end.date() - dt.timedelta(days=int(settings.freshness_max_hours // 24) + 2)
+    newest = (read_table(spark, BRONZE_ACTIVITIES, settings.lake_uri)
+              .where(F.col("ingest_date").between(since, end.date()) & (F.col("source_updated_at") <= F.lit(end)))
+              .agg(F.max("source_updated_at")).first()[0])
+    age = None if newest is None else (end - newest.replace(tzinfo=dt.timezone.utc)).total_seconds() / 3600
+    return spark.createDataFrame([(age,)], "newest_age_hours double")
 
 
 def silver(settings: Settings, interval: Interval) -> dict[str, Any]:
@@ -58,15 +78,46 @@ def gate_silver(settings: Settings, interval: Interval, affected_dates: Iterable
     from pyspark.sql import functions as F
 
     from expectations.gate import validate
-    from expectations.suites import silver_activities_suite, silver_timing_suite
+    from expectations.suites import reconciliation_suite, silver_activities_suite, silver_timing_suite
     from jobs.common import read_table
     from lake.tables import SILVER_ACTIVITIES
 
+    spark = _spark(settings)
     days = [dt.date.fromisoformat(d) for d in affected_dates]
-    df = read_table(_spark(settings), SILVER_ACTIVITIES, settings.lake_uri).where(F.col("event_date").isin(days))
+    df = read_table(spark, SILVER_ACTIVITIES, settings.lake_uri).where(F.col("event_date").isin(days))
     timing = df.select((F.col("ingested_at").cast("double") - F.col("event_time").cast("double")).alias("write_lag_s"))
     return [validate(df, silver_activities_suite(), settings, interval.batch_id),
-            validate(timing, silver_timing_suite(), settings, interval.batch_id)]
+            validate(timing, silver_timing_suite(), settings, interval.batch_id),
+            validate(silver_reconciliation(spark, settings, interval, days),
+                     reconciliation_suite("silver.activities.reconciliation", [("rows_in", "accounted")],
+                                          ["valid_ids_missing_from_silver", "kept_beyond_distinct_ids"]),
+                     settings, interval.batch_id)]
+
+
+def silver_reconciliation(spark, settings: Settings, interval: Interval, days: list[dt.date]):
+    """One row of counts for the batch, from what is stored in each table: bronze rows in must equal
+    silver rows kept + quarantine rows + duplicates (valid rows whose event id was already kept),
+    and every valid event id of the batch must be in silver."""
+    from pyspark.sql import functions as F
+
+    from jobs.common import read_table
+    from jobs.silver import typed_activities
+    from lake.tables import BRONZE_ACTIVITIES, QUARANTINE, SILVER_ACTIVITIES
+
+    lake, batch_id = settings.lake_uri, interval.batch_id
+    bronze = read_table(spark, BRONZE_ACTIVITIES, lake).where(F.col("batch_id") == batch_id)
+    valid = typed_activities(bronze).where(F.col("rule").isNull()).select("event_id")
+    silver = read_table(spark, SILVER_ACTIVITIES, lake).where(F.col("event_date").isin(days))
+    rows_in = bronze.count()
+    kept = silver.where(F.col("batch_id") == batch_id).count()
+    quarantined = read_table(spark, QUARANTINE, lake).where(F.col("batch_id") == batch_id).count()
+    valid_rows = valid.count()
+    missing = valid.join(silver.select("event_id"), "event_id", "left_anti").distinct().count()
+    over_kept = max(0, kept - valid.distinct().count())  # a row inserted twice
+    accounted = kept + quarantined + (valid_rows - kept)
+    return spark.createDataFrame([(rows_in, accounted, kept, quarantined, valid_rows - kept, missing, over_kept)],
+                                 "rows_in long, accounted long, kept long, quarantined long, duplicates long, "
+                                 "valid_ids_missing_from_silver long, kept_beyond_distinct_ids long")
 
 
 def gold(settings: Settings, interval: Interval, affected_dates: Iterable[str] | None) -> dict[str, Any]:
@@ -75,27 +126,41 @@ def gold(settings: Settings, interval: Interval, affected_dates: Iterable[str] |
     return build_gold(_spark(settings), settings, interval, affected_dates)
 
 
-def gate_gold(settings: Settings, interval: Interval, recomputed_dates: Iterable[str]) -> list[dict]:
+def gate_gold(settings: Settings, interval: Interval, recomputed_dates: Iterable[str],
+              engagement_dates: Iterable[str] = ()) -> list[dict]:
+    """Every gold row this run wrote: the recomputed days, the recomputed as-of days, and the
+    progress rows of the batch's students."""
     from pyspark.sql import functions as F
 
+    from expectations import suites
     from expectations.gate import validate
-    from expectations.suites import (gold_course_daily_suite, gold_multi_region_suite,
-                                     gold_student_course_progress_suite, gold_student_engagement_suite)
     from jobs.common import read_table
-    from lake.tables import (GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_PROGRESS,
-                             GOLD_STUDENT_ENGAGEMENT)
+    from lake.tables import (GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_ENGAGEMENT,
+                             GOLD_STUDENT_COURSE_PROGRESS, GOLD_STUDENT_ENGAGEMENT, SILVER_ACTIVITIES)
 
     spark = _spark(settings)
     lake = settings.lake_uri
     days = [dt.date.fromisoformat(d) for d in recomputed_dates]
+    as_of_days = [dt.date.fromisoformat(d) for d in engagement_dates]
+    students = (read_table(spark, SILVER_ACTIVITIES, lake).where(F.col("batch_id") == interval.batch_id)
+                .select("student_id").distinct())
     checks = [
-        (read_table(spark, GOLD_COURSE_DAILY, lake).where(F.col("event_date").isin(days)), gold_course_daily_suite()),
-        (read_table(spark, GOLD_STUDENT_ENGAGEMENT, lake).where(F.col("as_of_date") == F.lit(interval.as_of_date)),
-         gold_student_engagement_suite()),
-        (read_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake), gold_student_course_progress_suite()),
+        (read_table(spark, GOLD_COURSE_DAILY, lake).where(F.col("event_date").isin(days)),
+         suites.gold_course_daily_suite()),
+        (read_table(spark, GOLD_STUDENT_COURSE_ENGAGEMENT, lake).where(F.col("as_of_date").isin(as_of_days)),
+         suites.gold_student_course_engagement_suite()),
+        (read_table(spark, GOLD_STUDENT_ENGAGEMENT, lake).where(F.col("as_of_date").isin(as_of_days)),
+         suites.gold_student_engagement_suite()),
+        (read_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake).join(students, "student_id", "left_semi"),
+         suites.gold_student_course_progress_suite()),
         (read_table(spark, GOLD_MULTI_REGION, lake).where(F.col("event_date").isin(days)),
-         gold_multi_region_suite(settings.multi_region_window_minutes)),
+         suites.gold_multi_region_suite(settings.multi_region_window_minutes)),
     ]
+    silver_events = read_table(spark, SILVER_ACTIVITIES, lake).where(F.col("event_date").isin(days)).count()
+    gold_events = checks[0][0].agg(F.sum("events")).first()[0] or 0
+    checks.append((spark.createDataFrame([(silver_events, gold_events)], "silver_events long, gold_events long"),
+                   suites.reconciliation_suite("gold.course_daily_engagement.reconciliation",
+                                               [("silver_events", "gold_events")])))
     return [validate(df, suite, settings, interval.batch_id) for df, suite in checks]
 
 
@@ -144,6 +209,17 @@ def publish_neo4j(settings: Settings, interval: Interval, recomputed_dates: Iter
         result.update(multi_region_pairs=len(pairs),
                       multi_region_students=len({p["student_id"] for p in pairs}))
     return result
+
+
+def sweep_source(settings: Settings, interval: Interval) -> dict[str, int]:
+    """Make documents written without write metadata visible to the next extraction."""
+    from learntrack.mongo_ops import client, sweep_write_metadata
+
+    mongo = client(settings)
+    try:
+        return sweep_write_metadata(mongo[settings.mongo_db])
+    finally:
+        mongo.close()
 
 
 def maintain(settings: Settings, interval: Interval) -> list[dict]:

@@ -57,6 +57,8 @@ class Settings:
     # Documents written less than this many seconds before the interval end are left for the
     # next run: a write with an earlier ingested_at may still be in flight on another node.
     extract_safety_lag_s: int = 5
+    # gate_bronze fails when the newest activity written up to the interval end is older than this.
+    freshness_max_hours: float = 24.0
 
     # --- analytics -------------------------------------------------------------------------------
     # Points per event type for the engagement score.
@@ -66,6 +68,13 @@ class Settings:
     )
     # Exponential time decay per day: S_today = S_prev * exp(-lambda * days) + points_today.
     engagement_decay_per_day: float = 0.1
+    # Per-course bands: mid-rank percentile below low -> "low", above high -> "high".
+    engagement_band_low: float = 0.25
+    engagement_band_high: float = 0.75
+    # Segments (docs/engagement.md): activity window, and what counts as struggling.
+    engagement_activity_window_days: int = 7
+    engagement_struggling_min_attempts: int = 2
+    engagement_struggling_pass_rate: float = 0.5
     multi_region_window_minutes: int = 30
 
     # --- lake maintenance ------------------------------------------------------------------------

@@ -45,6 +45,14 @@ def print_summary(settings, day: dt.date, echo: Callable[[str], None]) -> None:
          f"{redis_sink.connect(settings).zcard(redis_sink.keys(settings)['leaderboard'])} students")
     for sid, score in top:
         echo(f"    {sid}: {score:.2f}")
+    if as_of:
+        from pyspark.sql import functions as F
+
+        from lake.tables import GOLD_STUDENT_ENGAGEMENT
+
+        segments = (read_table(spark, GOLD_STUDENT_ENGAGEMENT, settings.lake_uri)
+                    .where(F.col("as_of_date") == F.lit(dt.date.fromisoformat(as_of))).groupBy("segment").count())
+        echo("    segments: " + ", ".join(f"{r['segment']}={r['count']}" for r in segments.orderBy("segment").collect()))
 
     since = dt.datetime.combine(day - dt.timedelta(days=30), dt.time(), dt.timezone.utc)
     until = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.timezone.utc)

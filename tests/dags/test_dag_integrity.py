@@ -55,3 +55,4 @@ def test_pipeline_dag_wires_every_stage_and_gates_before_publishing():
     assert "gate_bronze" in dag.get_task("build_silver").upstream_task_ids
     assert "gate_silver" in dag.get_task("build_gold").upstream_task_ids
     assert set(bag.dags) == {"learntrack_pipeline", "learntrack_maintenance"}
+    assert set(bag.dags["learntrack_maintenance"].task_ids) == {"maintain_lake", "sweep_source"}

@@ -19,8 +19,10 @@ ROWS = [
      "video_watch_seconds": 600.0 * n, "avg_quiz_score_pct": 50.0 + n, "quiz_pass_rate": 0.5, "new_learners": 1}
     for cid, n in (("c-a", 3), ("c-b", 7))
 ]
-SCORES = [{"student_id": "s-x", "score": 4.5, "events": 3, "last_event_time": dt.datetime(2026, 2, 3, 10)},
-          {"student_id": "s-y", "score": 9.25, "events": 5, "last_event_time": dt.datetime(2026, 2, 3, 11)}]
+SCORES = [{"student_id": "s-x", "score": 4.5, "segment": "active", "events_recent": 3,
+           "last_event_time": dt.datetime(2026, 2, 3, 10)},
+          {"student_id": "s-y", "score": 9.25, "segment": "highly_engaged", "events_recent": 5,
+           "last_event_time": dt.datetime(2026, 2, 3, 11)}]
 
 
 def panels():

@@ -53,6 +53,46 @@ def watched_seconds(events):
     return out
 
 
+def engagement_scores(extracted, settings, as_of):
+    """Closed form: per (student, course), the sum over events known (written to MongoDB) by the
+    end of ``as_of`` of weight * exp(-lambda * days since min(event day, known day))."""
+    weights, lam = settings.engagement_weight_map, settings.engagement_decay_per_day
+    scores = defaultdict(float)
+    for d in extracted:
+        known = d["ingested_at"].astimezone(UTC).date()
+        if known <= as_of:
+            age = (as_of - min(d["event_time"].date(), known)).days
+            scores[(d["student_id"], d["course_id"])] += weights.get(d["event_type"], 0.0) * math.exp(-lam * age)
+    return scores
+
+
+def expected_segments(extracted, settings, as_of, student_scores, passing):
+    """Segment per student from the activity windows; the 'highly engaged' percentile is taken
+    over the stored scores (checked separately) so that near-ties cannot flip it."""
+    window = settings.engagement_activity_window_days
+    recent, previous, attempts, passes = defaultdict(int), defaultdict(int), defaultdict(int), defaultdict(list)
+    for d in extracted:
+        age = (as_of - d["event_time"].date()).days
+        if d["ingested_at"].astimezone(UTC).date() > as_of or not 0 <= age < 2 * window:
+            continue
+        (recent if age < window else previous)[d["student_id"]] += 1
+        if d["event_type"] == "quiz_attempt":
+            attempts[d["student_id"]] += 1
+            passes[d["student_id"]].append(d["score"] >= passing[d["item_id"]])
+    active = {s: v for s, v in student_scores.items() if recent[s]}
+    out = {}
+    for student, score in student_scores.items():
+        rate = sum(passes[student]) / len(passes[student]) if passes[student] else None
+        pct = ((sum(v < score for v in active.values()) + sum(v == score for v in active.values()) / 2)
+               / len(active)) if student in active else None
+        out[student] = ("inactive" if not recent[student] and not previous[student]
+                        else "disengaging" if not recent[student]
+                        else "struggling" if (attempts[student] >= settings.engagement_struggling_min_attempts
+                                              and rate is not None and rate < settings.engagement_struggling_pass_rate)
+                        else "highly_engaged" if pct > settings.engagement_band_high else "active")
+    return out
+
+
 def expected_results(data, settings):
     """What the pipeline must publish, computed directly from the source documents: the ones
     written up to the interval end, minus the malformed ones (per the generator's record of what it
@@ -118,26 +158,26 @@ def expected_results(data, settings):
         videos = [v["video_id"] for v in courses[key[1]]["content"]["videos"]]
         completed = {d["item_id"] for d in events if d["event_type"] == "video_complete"}
         video_events = sorted((d for d in events if d["event_type"].startswith("video_")),
-                              key=lambda d: (d["event_time"], d["event_id"]))
+                              key=lambda d: (d["event_time"], d["position_s"]))
         resume = {d["item_id"]: d["position_s"] for d in video_events}
+        resume_at = {d["item_id"]: d["event_time"] for d in video_events}
+        passed = {d["item_id"] for d in events if d["event_type"] == "quiz_attempt" and d["score"] >= passing[d["item_id"]]}
         status = ("completed" if videos and len(completed) >= len(videos)
                   else "in_progress" if video_events else "not_started")
         progress[key] = {
             "videos_total": len(videos), "videos_completed": len(completed),
             "completion_pct": min(100.0, len(completed) / len(videos) * 100) if videos else 0.0,
             "status": status, "resume_positions": resume,
-            "quizzes_passed": len({d["item_id"] for d in events if d["event_type"] == "quiz_attempt"
-                                   and d["score"] >= passing[d["item_id"]]}),
+            "quizzes_passed": len(passed), "passed_quiz_ids": sorted(passed),
+            "completed_video_ids": sorted(completed), "resume_at": resume_at,
             "first_event_time": min(d["event_time"] for d in events),
             "last_accessed": max(d["event_time"] for d in events),
         }
 
-    weights, lam = settings.engagement_weight_map, settings.engagement_decay_per_day
+    course_scores = engagement_scores(extracted, settings, RUN_DAY)
     scores = defaultdict(float)
-    for d in extracted:
-        age = (RUN_DAY - d["event_time"].date()).days
-        if age >= 0:
-            scores[d["student_id"]] += weights.get(d["event_type"], 0.0) * math.exp(-lam * age)
+    for (student, _course), score in course_scores.items():
+        scores[student] += score
 
     logins = [d for d in extracted if d["event_type"] == "login"]
     window = dt.timedelta(minutes=settings.multi_region_window_minutes)
@@ -153,7 +193,7 @@ def expected_results(data, settings):
             if (b["student_id"] == a["student_id"] and b["region"] != a["region"] and later
                     and b["event_time"] - a["event_time"] <= window):
                 pairs.add((a["student_id"], a["event_id"], b["event_id"]))
-    return {"days": days, "cassandra": cassandra, "scores": dict(scores), "pairs": pairs, "progress": progress,
+    return {"days": days, "cassandra": cassandra, "scores": dict(scores), "extracted": extracted, "passing": passing, "pairs": pairs, "progress": progress,
             "silver_rows": len(extracted), "written": len(written), "quarantined": quarantined,
             "duplicates": len(written) - len(extracted) - len(quarantined),
             "held_back": len(data.activities) - len(written)}
@@ -256,7 +296,7 @@ def test_published_numbers_equal_an_independent_computation(pipeline_world):
     board = dict(r.zrange(redis_sink.keys(settings)["leaderboard"], 0, -1, withscores=True))
     assert set(board) == set(exp["scores"])
     for sid, score in exp["scores"].items():
-        assert board[sid] == pytest.approx(score, rel=1e-9, abs=1e-9), sid
+        assert board[sid] == pytest.approx(score, abs=1e-5), sid  # DECIMAL(18,6) rounding per step
     assert r.get(redis_sink.keys(settings)["as_of"]) == RUN_DAY.isoformat()
 
     # Neo4j: the Cypher multi-region pairs equal the brute-force pairs, and include the injected cases.
@@ -286,6 +326,8 @@ def test_gold_progress_and_multi_region_tables_equal_the_independent_computation
                 assert row[col].replace(tzinfo=UTC) == value, (key, col)
             elif col == "resume_positions":
                 assert row[col] == pytest.approx(value), key
+            elif col == "resume_at":
+                assert {k: v.replace(tzinfo=UTC) for k, v in row[col].items()} == value, key
             elif isinstance(value, float):
                 assert row[col] == pytest.approx(value), (key, col)
             else:
@@ -295,6 +337,48 @@ def test_gold_progress_and_multi_region_tables_equal_the_independent_computation
     pairs = {(r["student_id"], r["first_event_id"], r["second_event_id"])
              for r in read_table(spark, GOLD_MULTI_REGION, settings.lake_uri).collect()}
     assert pairs == exp["pairs"]
+
+
+def test_engagement_chain_bands_and_segments_equal_an_independent_computation(pipeline_world, spark):
+    """Every as-of day of the chain (the batch's events were known over several days) against the
+    closed form, the bands against percentiles computed here, the segments against the rules."""
+    from jobs.common import read_table
+    from lake.tables import GOLD_STUDENT_COURSE_ENGAGEMENT, GOLD_STUDENT_ENGAGEMENT
+
+    settings, data = pipeline_world
+    exp = expected_results(data, settings)
+    course_rows = [r.asDict() for r in read_table(spark, GOLD_STUDENT_COURSE_ENGAGEMENT, settings.lake_uri).collect()]
+    student_rows = {(r["as_of_date"], r["student_id"]): r.asDict()
+                    for r in read_table(spark, GOLD_STUDENT_ENGAGEMENT, settings.lake_uri).collect()}
+    as_of_days = sorted({r["as_of_date"] for r in course_rows})
+    first_known = min(d["ingested_at"].astimezone(UTC).date() for d in exp["extracted"])
+    assert as_of_days == [first_known + dt.timedelta(days=i) for i in range((RUN_DAY - first_known).days + 1)]
+    segments_seen = set()
+    for day in as_of_days:
+        want = {k: v for k, v in engagement_scores(exp["extracted"], settings, day).items()}
+        got = {(r["student_id"], r["course_id"]): r for r in course_rows if r["as_of_date"] == day}
+        assert set(got) == set(want), day
+        for key, score in want.items():
+            assert float(got[key]["score"]) == pytest.approx(score, abs=1e-5), (day, key)
+        by_course = defaultdict(list)
+        for (student, course), row in got.items():
+            by_course[course].append(row["score"])
+        for (student, course), row in got.items():
+            peers = by_course[course]
+            pct = (sum(v < row["score"] for v in peers) + sum(v == row["score"] for v in peers) / 2) / len(peers)
+            assert row["percentile"] == pytest.approx(pct), (day, student, course)
+            band = ("low" if pct < settings.engagement_band_low else "high" if pct > settings.engagement_band_high
+                    else "normal")
+            assert row["band"] == band, (day, student, course)
+        stored = {s: row["score"] for (d, s), row in student_rows.items() if d == day}
+        assert set(stored) == {s for s, _ in want}
+        for student, score in stored.items():
+            assert score == sum(v["score"] for (s, _), v in got.items() if s == student)
+        segments = expected_segments(exp["extracted"], settings, day, stored, exp["passing"])
+        for student, segment in segments.items():
+            assert student_rows[(day, student)]["segment"] == segment, (day, student)
+        segments_seen |= set(segments.values())
+    assert {"active", "highly_engaged"} <= segments_seen, segments_seen
 
 
 def test_lake_keeps_every_row_and_quarantines_the_malformed_with_their_rule(pipeline_world, spark):
@@ -342,5 +426,5 @@ def test_a_failing_gate_publishes_nothing_and_keeps_a_readable_report(pipeline_w
     after = snapshot(settings, spark)
     for key in sinks:
         assert after[key] == before[key], f"{key} changed although the gate failed"
-    report = bad.home_path / "quality" / Interval.for_day(RUN_DAY).batch_id / "gold.student_engagement.html"
+    report = bad.home_path / "quality" / Interval.for_day(RUN_DAY).batch_id / "gold.student_course_engagement.html"
     assert "FAILED" in report.read_text()

@@ -83,3 +83,48 @@ def test_quarantine_rules_dedup_and_reconciliation(spark, fresh_lake):
     assert (again["inserted"], again["duplicates"], again["quarantined"]) == (0, 4, 10)
     assert read_table(spark, SILVER_ACTIVITIES, fresh_lake.lake_uri).count() == 3
     assert read_table(spark, QUARANTINE, fresh_lake.lake_uri).count() == 10
+
+    # The silver gate's reconciliation, from what is stored: it holds, and fails once a kept row is lost.
+    from delta.tables import DeltaTable
+
+    from expectations.gate import GateFailed, validate
+    from expectations.suites import reconciliation_suite
+    from learntrack.pipeline import silver_reconciliation
+
+    suite = reconciliation_suite("silver.activities.reconciliation", [("rows_in", "accounted")],
+                                 ["valid_ids_missing_from_silver", "kept_beyond_distinct_ids"])
+    days = [dt.date(2026, 1, 7), dt.date(2026, 1, 9)]
+    counts = silver_reconciliation(spark, fresh_lake, interval, days)
+    assert counts.first().asDict() == {"rows_in": 14, "accounted": 14, "kept": 3, "quarantined": 10, "duplicates": 1,
+                                       "valid_ids_missing_from_silver": 0, "kept_beyond_distinct_ids": 0}
+    validate(counts, suite, fresh_lake, interval.batch_id)
+    DeltaTable.forPath(spark, ensure_table(spark, SILVER_ACTIVITIES, fresh_lake.lake_uri)).delete("event_id = 'ok2'")
+    DeltaTable.forPath(spark, ensure_table(spark, QUARANTINE, fresh_lake.lake_uri)).delete("source_id = 'huge'")
+    with pytest.raises(GateFailed, match="valid_ids_missing_from_silver"):
+        validate(silver_reconciliation(spark, fresh_lake, interval, days), suite, fresh_lake, interval.batch_id)
+    assert silver_reconciliation(spark, fresh_lake, interval, days).first()["accounted"] == 13
+
+
+def test_student_history_keeps_every_profile_version_in_any_batch_order(spark, fresh_lake):
+    from bson import json_util
+
+    from jobs.common import Interval, ensure_table, read_table
+    from jobs.silver import build_student_dimension
+    from lake.tables import BRONZE_STUDENTS, SILVER_STUDENTS, SILVER_STUDENTS_HISTORY
+
+    def version(day, hour, region):
+        at = dt.datetime(2026, 1, day, hour)
+        doc = {"_id": "s1", "name": "Ada", "home_region": region, "subscription": "free", "updated_at": at}
+        return ("s1", json_util.dumps(doc), at, Interval.for_day(dt.date(2026, 1, day)).batch_id, at, at.date())
+
+    path = ensure_table(spark, BRONZE_STUDENTS, fresh_lake.lake_uri)
+    rows = [version(5, 9, "eu-west"), version(5, 17, "us-east"), version(6, 8, "ap-south")]
+    spark.createDataFrame(rows, BRONZE_STUDENTS.spark_schema()).write.format("delta").mode("append").save(path)
+    for day in (6, 5, 6):  # the later batch first, then the earlier one, then the later again
+        build_student_dimension(spark, fresh_lake, Interval.for_day(dt.date(2026, 1, day)))
+    history = sorted((r["valid_from"], r["valid_to"], r["is_current"], r["home_region"])
+                     for r in read_table(spark, SILVER_STUDENTS_HISTORY, fresh_lake.lake_uri).collect())
+    t = [dt.datetime(2026, 1, 5, 9), dt.datetime(2026, 1, 5, 17), dt.datetime(2026, 1, 6, 8)]
+    assert history == [(t[0], t[1], False, "eu-west"), (t[1], t[2], False, "us-east"), (t[2], None, True, "ap-south")]
+    current = read_table(spark, SILVER_STUDENTS, fresh_lake.lake_uri).collect()
+    assert [(r["student_id"], r["home_region"]) for r in current] == [("s1", "ap-south")]

@@ -2,7 +2,7 @@
 
 Keys (prefix from settings):
   <p>:engagement:leaderboard        ZSET student_id -> score (the latest as-of day)
-  <p>:engagement:student:<id>       HASH score, events, as_of_date, last_event_time
+  <p>:engagement:student:<id>       HASH score, segment, events_recent, as_of_date, last_event_time
   <p>:engagement:as_of              the as-of day currently published
 A snapshot is written under temporary keys and swapped in with RENAME inside MULTI, so readers
 see the old or the new snapshot, never a mix; an older as-of day never replaces a newer one.
@@ -40,9 +40,10 @@ def publish_scores(settings: Settings, as_of: dt.date, rows: Iterable[Mapping], 
     for row in rows:
         sid = row["student_id"]
         pipe.zadd(tmp, {sid: float(row["score"])})
+        last = row["last_event_time"]
         pipe.hset(f"{k['student']}{sid}", mapping={
-            "score": repr(float(row["score"])), "events": int(row["events"]),
-            "as_of_date": as_of.isoformat(), "last_event_time": row["last_event_time"].isoformat()})
+            "score": str(row["score"]), "segment": row["segment"], "events_recent": int(row["events_recent"]),
+            "as_of_date": as_of.isoformat(), "last_event_time": last.isoformat() if last else ""})
         n += 1
         if n % batch == 0:
             pipe.execute()

@@ -53,6 +53,33 @@ def test_mongo_bulk_insert_latest_and_profile_update(db):
 
 
 @pytest.mark.stack
+def test_sweep_stamps_documents_written_without_write_metadata(db):
+    """Another writer's documents (no ingest_day, a string write time) become visible to the
+    day-bucket extraction; stamped documents and clean ones are left alone on the next sweep."""
+    from learntrack.mongo_ops import insert_activities, insert_raw, sweep_write_metadata
+
+    t0 = dt.datetime(2026, 1, 5, tzinfo=UTC)
+    insert_activities(db, [{"event_id": "clean", "student_id": "s1", "course_id": "c1", "event_type": "login",
+                            "event_time": t0, "region": "eu-west"}])
+    insert_raw(db, [{"_id": "bare", "event_id": "bare", "student_id": "s1", "course_id": "c1",
+                     "event_type": "page_view", "event_time": t0},
+                    {"_id": "textual", "event_id": "textual", "student_id": "s1", "course_id": "c1",
+                     "event_type": "page_view", "event_time": t0, "ingested_at": "2026-01-05T10:00:00Z",
+                     "ingest_day": "2026-01-05"}])
+    db.students.insert_one({"_id": "s9", "name": "No Stamp"})
+    now = dt.datetime(2026, 1, 6, 3, 0, tzinfo=UTC)
+    assert sweep_write_metadata(db, now=now) == {"activities": 2, "students": 1, "courses": 0}
+    textual = db.activities.find_one({"_id": "textual"})
+    assert textual["ingested_at"].replace(tzinfo=UTC) == now and textual["ingest_day"] == "2026-01-06"
+    assert textual["ingested_at_original"] == "2026-01-05T10:00:00Z"
+    assert db.activities.find_one({"_id": "bare"})["ingest_day"] == "2026-01-06"
+    assert "ingested_at_original" not in db.activities.find_one({"_id": "bare"})
+    assert db.activities.find_one({"_id": "clean"})["ingest_day"] != "2026-01-06"
+    assert db.students.find_one({"_id": "s9"})["updated_day"] == "2026-01-06"
+    assert sweep_write_metadata(db, now=now) == {"activities": 0, "students": 0, "courses": 0}
+
+
+@pytest.mark.stack
 def test_latest_20_is_served_by_the_student_index(db):
     from learntrack.mongo_ops import explain_latest, insert_activities
 

@@ -1,0 +1,201 @@
+"""On-demand benchmark of the lake pipeline (``learntrack bench lake --activities N``).
+
+Method. One generated data set of H+1 days (seed 4242, days in 2024 so nothing meets the demo's
+days), sized so that the first H days hold about N activities, is loaded once into MongoDB
+(generation time excluded from the docs/s). Extraction takes every document written up to an
+interval's end (the watermark lives in the bronze table), so with everything loaded up-front,
+successive intervals replay the days as the daily DAG would. The stages of ``learntrack.pipeline``
+are called in-process in the DAG's order, with the arguments the DAG passes
+(``airflow_tasks.UPSTREAM_ARGS``), each timed on its own; the SparkSession is created before any
+timing (under Airflow each task may also pay a JVM start, not counted here).
+
+1. Stage throughput: a fresh lake and one interval covering the H history days, i.e. one batch of
+   about N activities; seconds and rows/s per stage, "rows" being the batch's extracted
+   activities for every stage (gold recomputes the batch's days, the sinks publish them).
+2. History cost: the daily run of the next day, with H days of history in the lake (right after
+   1.) and with 1 day (a second fresh lake: run day 1, then time day 2); ratio H-day / 1-day per
+   stage. Both timed days are ordinary generated days of similar size (day 2 carries fewer late
+   writes of earlier days than day H+1). The 1-day scenario runs first, which also warms the JVM.
+
+Isolated namespace: MongoDB database, Cassandra keyspace and Redis prefix ``lt_lakebench``; lakes
+and quality reports under ``<home>/bench-lake``; all wiped at start and left for inspection.
+Neo4j Community has a single graph: the benchmark's Access nodes (event ids ``e4242-``) and its
+Student nodes left without accesses are deleted at start, between the scenarios and at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import time
+from typing import Callable
+
+from learntrack.benchmarks import machine
+from learntrack.settings import Settings
+
+NAMESPACE = "lt_lakebench"
+SEED = 4242
+END = dt.datetime(2024, 7, 1, tzinfo=dt.timezone.utc)
+EVENTS_PER_STUDENT_DAY = 6.5  # what the generator yields on average (measured)
+STAGES = ("extract", "gate_bronze", "silver", "gate_silver", "gold", "gate_gold",
+          "publish_cassandra", "publish_redis", "publish_neo4j")
+Echo = Callable[[str], None]
+
+
+def _wipe_neo4j(settings: Settings, students: int) -> None:
+    from learntrack.sinks import neo4j_sink
+
+    driver = neo4j_sink.connect(settings)
+    try:
+        while driver.execute_query("MATCH (a:Access) WHERE a.event_id STARTS WITH $p WITH a LIMIT 20000 "
+                                   "DETACH DELETE a RETURN count(*) AS n", p=f"e{SEED}-").records[0]["n"]:
+            pass
+        ids = [f"s{s:07d}" for s in range(students)]
+        for i in range(0, len(ids), 20000):
+            driver.execute_query("MATCH (s:Student) WHERE s.student_id IN $ids AND NOT (s)-[:HAD]->() DELETE s",
+                                 ids=ids[i:i + 20000])
+    finally:
+        driver.close()
+
+
+def _wipe_sinks(settings: Settings, students: int) -> None:
+    from learntrack.sinks import cassandra_sink, redis_sink
+
+    cluster, session = cassandra_sink.connect(settings)
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}", timeout=120)
+    finally:
+        cluster.shutdown()
+    r = redis_sink.connect(settings)
+    keys = list(r.scan_iter(f"{settings.redis_prefix}:*", count=5000))
+    for i in range(0, len(keys), 5000):
+        r.delete(*keys[i:i + 5000])
+    _wipe_neo4j(settings, students)
+
+
+def _load(settings: Settings, params, echo: Echo) -> dict:
+    from learntrack.generator import Generator, is_clean
+    from learntrack.mongo_ops import client, ensure_indexes, insert_activities, insert_raw
+
+    mongo = client(settings)
+    try:
+        mongo.drop_database(settings.mongo_db)
+        db = mongo[settings.mongo_db]
+        ensure_indexes(db)
+        gen = Generator(params)
+        db.courses.insert_many(list(gen.courses()), ordered=False)
+        db.students.insert_many(list(gen.students()), ordered=False)
+        written, secs = 0, 0.0
+        for day, batch in enumerate(gen.activity_batches(), 1):
+            clean = [d for d in batch if is_clean(d)]
+            raw = [d for d in batch if not is_clean(d)]
+            t0 = time.perf_counter()
+            if clean:
+                written += insert_activities(db, clean, now=clean[-1]["ingested_at"]).inserted
+            if raw:  # duplicates and malformed documents, as a buggy client writes them
+                written += insert_raw(db, raw)
+            secs += time.perf_counter() - t0
+            what = f"day {day}" if day <= params.days else "late writes after the last day"
+            echo(f"  loaded {what}: {written:,} activities so far ({written / max(secs, 1e-9):,.0f} docs/s)")
+    finally:
+        mongo.close()
+    return {"activities": written, "seconds": round(secs, 1), "docs_per_s": round(written / max(secs, 1e-9))}
+
+
+def run_interval(settings: Settings, interval, label: str, echo: Echo) -> dict:
+    """All stages for one interval, chained as the DAG chains them; seconds per stage."""
+    from lake.tables import BRONZE_ACTIVITIES
+    from learntrack import pipeline
+    from learntrack.airflow_tasks import UPSTREAM_ARGS
+
+    echo(f"[{label}] interval {interval.start:%Y-%m-%d} .. {interval.end:%Y-%m-%d} (batch {interval.batch_id})")
+    up: dict = {}
+    secs: dict[str, float] = {}
+    rows = 0
+    for name in STAGES:
+        kwargs = UPSTREAM_ARGS.get(name, lambda u: {})(up)
+        if name == "extract":
+            kwargs["progress"] = lambda m: echo(f"    {m}")
+        t0 = time.perf_counter()
+        result = getattr(pipeline, name)(settings, interval, **kwargs)
+        secs[name] = round(time.perf_counter() - t0, 2)
+        up["extracted" if name == "extract" else name] = result
+        if name == "extract":
+            rows = next(e["extracted"] for e in result if e["table"] == BRONZE_ACTIVITIES.qualified)
+        echo(f"  {name:<18} {secs[name]:8.1f} s  {rows / max(secs[name], 1e-9):>10,.0f} rows/s")
+    silver = up["silver"]
+    total = round(sum(secs.values()), 1)
+    echo(f"  {'total':<18} {total:8.1f} s  {rows / max(total, 1e-9):>10,.0f} rows/s  ({rows:,} activities, "
+         f"{silver['inserted']:,} new in silver, {len(up['gold']['recomputed_dates'])} days recomputed)")
+    return {"interval": [interval.start.isoformat(), interval.end.isoformat()], "activities": rows,
+            "seconds": secs, "total_s": total,
+            "rows_per_s": {k: round(rows / max(v, 1e-9)) for k, v in secs.items()},
+            "silver": {k: silver[k] for k in ("rows_in", "inserted", "duplicates", "quarantined")},
+            "recomputed_dates": up["gold"]["recomputed_dates"]}
+
+
+def bench_lake(settings: Settings, activities: int, history_days: int = 30, echo: Echo = print) -> dict:
+    from jobs.common import Interval
+    from lake.spark import spark_session
+    from learntrack.generator import GenParams
+
+    if history_days < 1:
+        raise ValueError("history_days must be at least 1")
+    root = settings.home_path / "bench-lake"
+    base = settings.with_overrides(mongo_db=NAMESPACE, cassandra_keyspace=NAMESPACE, redis_prefix=NAMESPACE,
+                                   home=str(root / "home"), spark_jars_dir=str(settings.jars_dir))
+    params = GenParams(students=max(50, round(activities / (history_days * EVENTS_PER_STUDENT_DAY))),
+                       courses=max(20, activities // 2000), days=history_days + 1, end=END, seed=SEED,
+                       duplicate_rate=0.01, malformed_rate=0.005)
+    first = params.start.date()
+    result: dict = {"machine": machine(), "activities_requested": activities, "history_days": history_days,
+                    "namespace": NAMESPACE, "lake": str(root),
+                    "params": {"students": params.students, "courses": params.courses, "days": params.days,
+                               "first_day": first.isoformat(), "seed": SEED}}
+    echo(f"Wiping namespace {NAMESPACE} (MongoDB, Cassandra, Redis, the benchmark's Neo4j nodes, {root})")
+    shutil.rmtree(root, ignore_errors=True)
+    _wipe_sinks(base, params.students)
+    try:
+        echo(f"Loading {params.days} days, {params.students:,} students, {params.courses:,} courses "
+             f"into MongoDB {NAMESPACE}...")
+        result["load"] = _load(base, params, echo)
+        t0 = time.perf_counter()
+        spark_session(base)
+        result["spark_start_s"] = round(time.perf_counter() - t0, 1)
+        echo(f"SparkSession started in {result['spark_start_s']} s")
+
+        one = base.with_overrides(lake_root=str(root / "lake-1day"))
+        echo("\n== History 1 day: fresh lake, run day 1 (warm-up), then time day 2")
+        result["warmup_day1"] = run_interval(one, Interval.for_day(first), "1-day history: day 1", echo)
+        daily_1 = run_interval(one, Interval.for_day(first + dt.timedelta(days=1)), "1-day history: day 2", echo)
+        _wipe_sinks(base, params.students)
+
+        many = base.with_overrides(lake_root=str(root / f"lake-{history_days}day"))
+        echo(f"\n== Stage throughput: fresh lake, one batch of the {history_days} history days")
+        start = dt.datetime.combine(first, dt.time(), dt.timezone.utc)
+        result["throughput"] = run_interval(many, Interval(start, start + dt.timedelta(days=history_days)),
+                                            f"{history_days}-day batch", echo)
+        echo(f"\n== History {history_days} days: time day {history_days + 1}")
+        daily_h = run_interval(many, Interval.for_day(first + dt.timedelta(days=history_days)),
+                               f"{history_days}-day history: day {history_days + 1}", echo)
+    finally:
+        _wipe_neo4j(base, params.students)  # the shared graph; the other stores keep their data for inspection
+
+    ratio = {k: round(daily_h["seconds"][k] / max(daily_1["seconds"][k], 1e-9), 2) for k in STAGES}
+    ratio["total"] = round(daily_h["total_s"] / max(daily_1["total_s"], 1e-9), 2)
+    result["history"] = {"1_day": daily_1, f"{history_days}_day": daily_h, "ratio": ratio}
+
+    tp = result["throughput"]
+    echo(f"\nSummary ({result['machine']})")
+    echo(f"  MongoDB load: {result['load']['activities']:,} activities at {result['load']['docs_per_s']:,} docs/s")
+    echo(f"  {'stage':<18} {'batch s':>8} {'rows/s':>9} | {'daily, 1d hist':>14} {f'{history_days}d hist':>10} "
+         f"{'ratio':>6}")
+    for k in (*STAGES, "total"):
+        b = tp["total_s"] if k == "total" else tp["seconds"][k]
+        d1 = daily_1["total_s"] if k == "total" else daily_1["seconds"][k]
+        dh = daily_h["total_s"] if k == "total" else daily_h["seconds"][k]
+        echo(f"  {k:<18} {b:8.1f} {tp['activities'] / max(b, 1e-9):9,.0f} | {d1:12.1f} s {dh:8.1f} s "
+             f"{ratio[k]:5.2f}x")
+    echo(f"  batch: {tp['activities']:,} activities over {history_days} days; daily runs: "
+         f"{daily_1['activities']:,} (day 2) and {daily_h['activities']:,} (day {history_days + 1}) activities")
+    return result
