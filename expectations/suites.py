@@ -19,9 +19,6 @@ class SuiteSpec:
     name: str
     expectations: list = field(default_factory=list)
 
-    def add_expectation(self, expectation) -> None:
-        self.expectations.append(expectation)
-
 
 def _structure(table: Table) -> list:
     import great_expectations.expectations as gxe
@@ -35,121 +32,88 @@ def _structure(table: Table) -> list:
     return exps
 
 
+def _table_suite(table: Table, extra: list, name: str | None = None) -> SuiteSpec:
+    """The table's structure expectations plus ``extra``."""
+    return SuiteSpec(name=name or table.qualified, expectations=_structure(table) + list(extra))
+
+
+def _between(column: str, lo=None, hi=None):
+    import great_expectations.expectations as gxe
+
+    return gxe.ExpectColumnValuesToBeBetween(column=column, min_value=lo, max_value=hi)
+
+
+def _at_least(column_a: str, column_b: str, **kw):
+    import great_expectations.expectations as gxe
+
+    return gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A=column_a, column_B=column_b, or_equal=True, **kw)
+
+
+def _in_set(column: str, values) -> object:
+    import great_expectations.expectations as gxe
+
+    return gxe.ExpectColumnValuesToBeInSet(column=column, value_set=list(values))
+
+
 def bronze_batch_suite(table: Table, expected_rows: int):
     """A bronze batch holds exactly the documents MongoDB counted for the extraction range."""
     import great_expectations.expectations as gxe
 
-    suite = SuiteSpec(name=f"bronze.{table.name}.batch")
-    for e in _structure(table):
-        suite.add_expectation(e)
-    suite.add_expectation(gxe.ExpectTableRowCountToEqual(value=expected_rows))
-    return suite
+    return _table_suite(table, [gxe.ExpectTableRowCountToEqual(value=expected_rows)], name=f"bronze.{table.name}.batch")
 
 
 def silver_activities_suite():
-    import great_expectations.expectations as gxe
-
-    suite = SuiteSpec(name="silver.activities")
-    for e in _structure(SILVER_ACTIVITIES):
-        suite.add_expectation(e)
-    for e in (
-        gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES)),
-        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="duration_s", column_B="position_s", or_equal=True,
-                                                    ignore_row_if="either_value_is_missing"),
-        gxe.ExpectColumnValuesToBeBetween(column="position_s", min_value=0),
-        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="max_score", column_B="score", or_equal=True,
-                                                    ignore_row_if="either_value_is_missing"),
-        gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0),
-    ):
-        suite.add_expectation(e)
-    return suite
+    return _table_suite(SILVER_ACTIVITIES, [
+        _in_set("event_type", EVENT_TYPES),
+        _at_least("duration_s", "position_s", ignore_row_if="either_value_is_missing"),
+        _between("position_s", 0),
+        _at_least("max_score", "score", ignore_row_if="either_value_is_missing"),
+        _between("score", 0),
+    ])
 
 
 def silver_timing_suite():
     """Validated over a projection with ``write_lag_s = ingested_at - event_time``."""
-    import great_expectations.expectations as gxe
-
-    suite = SuiteSpec(name="silver.activities.timing")
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
-        column="write_lag_s", min_value=-MAX_CLOCK_SKEW.total_seconds()))
-    return suite
+    return SuiteSpec(name="silver.activities.timing",
+                     expectations=[_between("write_lag_s", -MAX_CLOCK_SKEW.total_seconds())])
 
 
 def gold_course_daily_suite():
-    import great_expectations.expectations as gxe
-
-    suite = SuiteSpec(name="gold.course_daily_engagement")
-    for e in _structure(GOLD_COURSE_DAILY):
-        suite.add_expectation(e)
-    for e in (
-        gxe.ExpectColumnValuesToBeBetween(column="active_learners", min_value=1),
-        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="events", column_B="active_learners", or_equal=True),
-        gxe.ExpectColumnValuesToBeBetween(column="avg_quiz_score_pct", min_value=0, max_value=100),
-    ):
-        suite.add_expectation(e)
-    for c in ("page_views", "video_plays", "video_completions", "quiz_attempts", "assignment_submissions", "logins",
-              "video_watch_seconds", "new_learners"):
-        suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="quiz_pass_rate", min_value=0, max_value=1))
-    suite.add_expectation(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="active_learners",
-                                                                      column_B="new_learners", or_equal=True))
-    return suite
+    counts = ("page_views", "video_plays", "video_completions", "quiz_attempts", "assignment_submissions", "logins",
+              "video_watch_seconds", "new_learners")
+    return _table_suite(GOLD_COURSE_DAILY, [
+        _between("active_learners", 1), _at_least("events", "active_learners"),
+        _between("avg_quiz_score_pct", 0, 100), *[_between(c, 0) for c in counts],
+        _between("quiz_pass_rate", 0, 1), _at_least("active_learners", "new_learners"),
+    ])
 
 
 def gold_student_course_progress_suite():
-    import great_expectations.expectations as gxe
-
-    suite = SuiteSpec(name="gold.student_course_progress")
-    for e in _structure(GOLD_STUDENT_COURSE_PROGRESS):
-        suite.add_expectation(e)
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="completion_pct", min_value=0, max_value=100))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="status",
-                                                         value_set=["not_started", "in_progress", "completed"]))
-    suite.add_expectation(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="last_accessed",
-                                                                      column_B="first_event_time", or_equal=True))
-    return suite
+    return _table_suite(GOLD_STUDENT_COURSE_PROGRESS, [
+        _between("completion_pct", 0, 100), _in_set("status", ["not_started", "in_progress", "completed"]),
+        _at_least("last_accessed", "first_event_time"),
+    ])
 
 
 def gold_multi_region_suite(window_minutes: int):
-    import great_expectations.expectations as gxe
-
-    suite = SuiteSpec(name="gold.multi_region_access")
-    for e in _structure(GOLD_MULTI_REGION):
-        suite.add_expectation(e)
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="gap_minutes", min_value=0,
-                                                            max_value=window_minutes))
-    suite.add_expectation(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="second_at", column_B="first_at",
-                                                                      or_equal=True))
-    return suite
+    return _table_suite(GOLD_MULTI_REGION, [_between("gap_minutes", 0, window_minutes),
+                                            _at_least("second_at", "first_at")])
 
 
 def gold_student_engagement_suite():
-    import great_expectations.expectations as gxe
-
     from jobs.engagement import SEGMENTS
 
-    suite = SuiteSpec(name="gold.student_engagement")
-    for e in _structure(GOLD_STUDENT_ENGAGEMENT):
-        suite.add_expectation(e)
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="courses", min_value=1))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="segment", value_set=list(SEGMENTS)))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="quiz_pass_rate", min_value=0, max_value=1))
-    return suite
+    return _table_suite(GOLD_STUDENT_ENGAGEMENT, [
+        _between("score", 0), _between("courses", 1), _in_set("segment", SEGMENTS), _between("quiz_pass_rate", 0, 1),
+    ])
 
 
 def gold_student_course_engagement_suite():
-    import great_expectations.expectations as gxe
-
     from jobs.engagement import BANDS
 
-    suite = SuiteSpec(name="gold.student_course_engagement")
-    for e in _structure(GOLD_STUDENT_COURSE_ENGAGEMENT):
-        suite.add_expectation(e)
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="percentile", min_value=0, max_value=1))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="band", value_set=list(BANDS)))
-    return suite
+    return _table_suite(GOLD_STUDENT_COURSE_ENGAGEMENT, [
+        _between("score", 0), _between("percentile", 0, 1), _in_set("band", BANDS),
+    ])
 
 
 def reconciliation_suite(name: str, equal_pairs: list[tuple[str, str]], zero_columns: list[str] = ()):
@@ -157,12 +121,8 @@ def reconciliation_suite(name: str, equal_pairs: list[tuple[str, str]], zero_col
     and each zero column must be 0 (for example, rows that did not arrive where they should)."""
     import great_expectations.expectations as gxe
 
-    suite = SuiteSpec(name=name)
-    for a, b in equal_pairs:
-        suite.add_expectation(gxe.ExpectColumnPairValuesToBeEqual(column_A=a, column_B=b))
-    for c in zero_columns:
-        suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=0))
-    return suite
+    return SuiteSpec(name=name, expectations=[gxe.ExpectColumnPairValuesToBeEqual(column_A=a, column_B=b)
+                                              for a, b in equal_pairs] + [_between(c, 0, 0) for c in zero_columns])
 
 
 def freshness_suite(name: str, max_age_hours: float):
@@ -170,8 +130,5 @@ def freshness_suite(name: str, max_age_hours: float):
     interval end is at most ``max_age_hours`` older than the end (null: nothing recent at all)."""
     import great_expectations.expectations as gxe
 
-    suite = SuiteSpec(name=name)
-    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="newest_age_hours"))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="newest_age_hours", min_value=0,
-                                                            max_value=max_age_hours))
-    return suite
+    return SuiteSpec(name=name, expectations=[gxe.ExpectColumnValuesToNotBeNull(column="newest_age_hours"),
+                                              _between("newest_age_hours", 0, max_age_hours)])

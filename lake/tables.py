@@ -133,13 +133,15 @@ QUARANTINE = Table(
     doc="Rows that failed silver's rules, with the rule and the raw document.",
 )
 
+_PROFILE_COLUMNS = (
+    C("student_id", "STRING", False), C("name", "STRING"), C("email", "STRING"),
+    C("home_region", "STRING"), C("country", "STRING"), C("subscription", "STRING"),
+    C("enrolled_courses", "ARRAY<STRING>"),
+)
+
 SILVER_STUDENTS = Table(
     "silver", "students",
-    (
-        C("student_id", "STRING", False), C("name", "STRING"), C("email", "STRING"),
-        C("home_region", "STRING"), C("country", "STRING"), C("subscription", "STRING"),
-        C("enrolled_courses", "ARRAY<STRING>"), C("updated_at", "TIMESTAMP", False),
-    ),
+    (*_PROFILE_COLUMNS, C("updated_at", "TIMESTAMP", False)),
     keys=("student_id",), grain="one row per student (current state)",
     doc="Student dimension, latest profile version.",
 )
@@ -147,9 +149,7 @@ SILVER_STUDENTS = Table(
 SILVER_STUDENTS_HISTORY = Table(
     "silver", "students_history",
     (
-        C("student_id", "STRING", False), C("name", "STRING"), C("email", "STRING"),
-        C("home_region", "STRING"), C("country", "STRING"), C("subscription", "STRING"),
-        C("enrolled_courses", "ARRAY<STRING>"),
+        *_PROFILE_COLUMNS,
         C("valid_from", "TIMESTAMP", False, "the version's updated_at"),
         C("valid_to", "TIMESTAMP", True, "the next version's updated_at; null while current"),
         C("is_current", "BOOLEAN", False),
