@@ -70,3 +70,29 @@ def replace_partitions(df, table, lake_root: str, column: str, values: list) -> 
     literals = ", ".join(f"DATE'{v.isoformat()}'" if hasattr(v, "isoformat") else repr(v) for v in values)
     (df.select(*table.column_names).write.format("delta").mode("overwrite")
        .option("replaceWhere", f"{column} IN ({literals})").save(path))
+
+
+def table_version(spark, table, lake_root: str) -> int:
+    from delta.tables import DeltaTable
+
+    return int(DeltaTable.forPath(spark, ensure_table(spark, table, lake_root)).history(1).first()["version"])
+
+
+def quarantine_path(table, lake_root: str, batch_id: str) -> str:
+    return f"{lake_root.rstrip('/')}/quarantine/{table.qualified}/{batch_id}"
+
+
+def quarantine_run_output(spark, lake_root: str, batch_id: str, written: list[tuple]) -> list[str]:
+    """After a failed gate: copy what the run wrote, ``(table, version before the run, rows)``, to
+    ``<lake>/quarantine/<table>/<batch_id>`` and restore each table to its version before the run,
+    so readers of the lake never see data that failed its gate. Returns the tables restored."""
+    from delta.tables import DeltaTable
+
+    restored = []
+    for table, before, rows in written:
+        if before is None or table_version(spark, table, lake_root) <= before:
+            continue
+        rows.write.format("delta").mode("overwrite").save(quarantine_path(table, lake_root, batch_id))
+        DeltaTable.forPath(spark, table.path(lake_root)).restoreToVersion(before)
+        restored.append(table.qualified)
+    return restored

@@ -13,9 +13,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable
 
-from jobs.common import Interval, ensure_table, read_table, replace_partitions
+from jobs.common import Interval, ensure_table, read_table, replace_partitions, table_version
 from jobs.engagement import build_engagement
-from lake.tables import GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_PROGRESS, SILVER_ACTIVITIES, SILVER_COURSE_ITEMS
+from lake.tables import (GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_PROGRESS, GOLD_TABLES,
+                         SILVER_ACTIVITIES, SILVER_COURSE_ITEMS)
 from learntrack.settings import Settings
 
 #: Playback faster than this many seconds of video per second of wall clock is not believed.
@@ -211,6 +212,7 @@ def build_gold(spark, settings: Settings, interval: Interval, affected_dates: It
     from pyspark.sql import functions as F
 
     lake = settings.lake_uri
+    versions_before = {t.qualified: table_version(spark, t, lake) for t in GOLD_TABLES}
     silver = read_table(spark, SILVER_ACTIVITIES, lake)
     items = read_table(spark, SILVER_COURSE_ITEMS, lake)
     batch_rows = silver.where(F.col("batch_id") == interval.batch_id)
@@ -218,7 +220,7 @@ def build_gold(spark, settings: Settings, interval: Interval, affected_dates: It
         affected_dates = [r[0] for r in batch_rows.select("event_date").distinct().collect()]
     moved_first_days = merge_progress(spark, lake, batch_rows, items)
     days = days_to_recompute(list(_dates(affected_dates)) + moved_first_days)
-    result: dict[str, Any] = {"recomputed_dates": [d.isoformat() for d in days]}
+    result: dict[str, Any] = {"recomputed_dates": [d.isoformat() for d in days], "versions_before": versions_before}
     if days:
         progress = read_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake)
         replace_partitions(course_daily_engagement(silver, items, progress, days), GOLD_COURSE_DAILY, lake,

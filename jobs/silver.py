@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.common import Interval, ensure_table
+from jobs.common import Interval, ensure_table, table_version
 from lake.tables import (BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, QUARANTINE, SILVER_ACTIVITIES,
                          SILVER_COURSE_ITEMS, SILVER_STUDENTS, SILVER_STUDENTS_HISTORY)
 from learntrack.activity_model import (EVENT_TYPES, MAX_CLOCK_SKEW, MAX_DOC_BYTES, MAX_ID_LEN, REGIONS,
@@ -94,6 +94,7 @@ def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any
     from pyspark.sql import functions as F
 
     lake = settings.lake_uri
+    version_before = table_version(spark, SILVER_ACTIVITIES, lake)
     bronze = spark.read.format("delta").load(ensure_table(spark, BRONZE_ACTIVITIES, lake))
     batch = typed_activities(bronze.where(F.col("batch_id") == interval.batch_id)).persist()
     try:
@@ -136,7 +137,7 @@ def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any
         "batch_id": interval.batch_id, "rows_in": rows_in, "inserted": inserted,
         "duplicates": valid - inserted, "quarantined": quarantined, "quarantine_by_rule": by_rule,
         "affected_dates": [d.isoformat() for d in days], "students_upserted": students,
-        "course_items_upserted": course_items,
+        "course_items_upserted": course_items, "versions_before": {SILVER_ACTIVITIES.qualified: version_before},
     }
     return result  # gate_silver reconciles these counts against what landed in the tables
 

@@ -36,10 +36,12 @@ def current_interval():
 #: What each stage takes from its upstream tasks' results (XCom), by argument name.
 UPSTREAM_ARGS = {
     "gate_bronze": lambda up: {"extracted": up["extracted"]},
-    "gate_silver": lambda up: {"affected_dates": up["silver"]["affected_dates"]},
+    "gate_silver": lambda up: {"affected_dates": up["silver"]["affected_dates"],
+                               "versions_before": up["silver"].get("versions_before")},
     "gold": lambda up: {"affected_dates": up["silver"]["affected_dates"]},
     "gate_gold": lambda up: {"recomputed_dates": up["gold"]["recomputed_dates"],
-                             "engagement_dates": up["gold"].get("engagement_dates", [])},
+                             "engagement_dates": up["gold"].get("engagement_dates", []),
+                             "versions_before": up["gold"].get("versions_before")},
     "publish_cassandra": lambda up: {"recomputed_dates": up["gold"]["recomputed_dates"]},
     "publish_neo4j": lambda up: {"recomputed_dates": up["gold"]["recomputed_dates"]},
 }

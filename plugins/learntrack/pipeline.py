@@ -74,10 +74,24 @@ def silver(settings: Settings, interval: Interval) -> dict[str, Any]:
     return build_silver(_spark(settings), settings, interval)
 
 
-def gate_silver(settings: Settings, interval: Interval, affected_dates: Iterable[str]) -> list[dict]:
+def _validate_or_quarantine(spark, settings: Settings, interval: Interval, checks: list, written: list) -> list[dict]:
+    """Run every (frame, suite); on a failure, move what this run wrote aside (``written``:
+    (table, version before the run, rows)) and restore those tables before failing the task."""
+    from expectations.gate import GateFailed, validate
+    from jobs.common import quarantine_run_output
+
+    try:
+        return [validate(df, suite, settings, interval.batch_id) for df, suite in checks]
+    except GateFailed as exc:
+        restored = quarantine_run_output(spark, settings.lake_uri, interval.batch_id, written)
+        raise GateFailed(exc.suite, exc.failures + [f"restored {restored or 'nothing'}; this run's rows are "
+                                                    f"under {settings.lake_uri}/quarantine/"], exc.report) from exc
+
+
+def gate_silver(settings: Settings, interval: Interval, affected_dates: Iterable[str],
+                versions_before: dict | None = None) -> list[dict]:
     from pyspark.sql import functions as F
 
-    from expectations.gate import validate
     from expectations.suites import reconciliation_suite, silver_activities_suite, silver_timing_suite
     from jobs.common import read_table
     from lake.tables import SILVER_ACTIVITIES
@@ -86,12 +100,13 @@ def gate_silver(settings: Settings, interval: Interval, affected_dates: Iterable
     days = [dt.date.fromisoformat(d) for d in affected_dates]
     df = read_table(spark, SILVER_ACTIVITIES, settings.lake_uri).where(F.col("event_date").isin(days))
     timing = df.select((F.col("ingested_at").cast("double") - F.col("event_time").cast("double")).alias("write_lag_s"))
-    return [validate(df, silver_activities_suite(), settings, interval.batch_id),
-            validate(timing, silver_timing_suite(), settings, interval.batch_id),
-            validate(silver_reconciliation(spark, settings, interval, days),
-                     reconciliation_suite("silver.activities.reconciliation", [("rows_in", "accounted")],
-                                          ["valid_ids_missing_from_silver", "kept_beyond_distinct_ids"]),
-                     settings, interval.batch_id)]
+    checks = [(df, silver_activities_suite()), (timing, silver_timing_suite()),
+              (silver_reconciliation(spark, settings, interval, days),
+               reconciliation_suite("silver.activities.reconciliation", [("rows_in", "accounted")],
+                                    ["valid_ids_missing_from_silver", "kept_beyond_distinct_ids"]))]
+    written = [(SILVER_ACTIVITIES, (versions_before or {}).get(SILVER_ACTIVITIES.qualified),
+                read_table(spark, SILVER_ACTIVITIES, settings.lake_uri).where(F.col("batch_id") == interval.batch_id))]
+    return _validate_or_quarantine(spark, settings, interval, checks, written)
 
 
 def silver_reconciliation(spark, settings: Settings, interval: Interval, days: list[dt.date]):
@@ -127,13 +142,12 @@ def gold(settings: Settings, interval: Interval, affected_dates: Iterable[str] |
 
 
 def gate_gold(settings: Settings, interval: Interval, recomputed_dates: Iterable[str],
-              engagement_dates: Iterable[str] = ()) -> list[dict]:
+              engagement_dates: Iterable[str] = (), versions_before: dict | None = None) -> list[dict]:
     """Every gold row this run wrote: the recomputed days, the recomputed as-of days, and the
     progress rows of the batch's students."""
     from pyspark.sql import functions as F
 
     from expectations import suites
-    from expectations.gate import validate
     from jobs.common import read_table
     from lake.tables import (GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_ENGAGEMENT,
                              GOLD_STUDENT_COURSE_PROGRESS, GOLD_STUDENT_ENGAGEMENT, SILVER_ACTIVITIES)
@@ -144,24 +158,28 @@ def gate_gold(settings: Settings, interval: Interval, recomputed_dates: Iterable
     as_of_days = [dt.date.fromisoformat(d) for d in engagement_dates]
     students = (read_table(spark, SILVER_ACTIVITIES, lake).where(F.col("batch_id") == interval.batch_id)
                 .select("student_id").distinct())
-    checks = [
-        (read_table(spark, GOLD_COURSE_DAILY, lake).where(F.col("event_date").isin(days)),
+    written = [  # (table, the rows this run wrote, their suite)
+        (GOLD_COURSE_DAILY, read_table(spark, GOLD_COURSE_DAILY, lake).where(F.col("event_date").isin(days)),
          suites.gold_course_daily_suite()),
-        (read_table(spark, GOLD_STUDENT_COURSE_ENGAGEMENT, lake).where(F.col("as_of_date").isin(as_of_days)),
+        (GOLD_STUDENT_COURSE_ENGAGEMENT,
+         read_table(spark, GOLD_STUDENT_COURSE_ENGAGEMENT, lake).where(F.col("as_of_date").isin(as_of_days)),
          suites.gold_student_course_engagement_suite()),
-        (read_table(spark, GOLD_STUDENT_ENGAGEMENT, lake).where(F.col("as_of_date").isin(as_of_days)),
+        (GOLD_STUDENT_ENGAGEMENT, read_table(spark, GOLD_STUDENT_ENGAGEMENT, lake).where(F.col("as_of_date").isin(as_of_days)),
          suites.gold_student_engagement_suite()),
-        (read_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake).join(students, "student_id", "left_semi"),
+        (GOLD_STUDENT_COURSE_PROGRESS, read_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake).join(students, "student_id", "left_semi"),
          suites.gold_student_course_progress_suite()),
-        (read_table(spark, GOLD_MULTI_REGION, lake).where(F.col("event_date").isin(days)),
+        (GOLD_MULTI_REGION, read_table(spark, GOLD_MULTI_REGION, lake).where(F.col("event_date").isin(days)),
          suites.gold_multi_region_suite(settings.multi_region_window_minutes)),
     ]
     silver_events = read_table(spark, SILVER_ACTIVITIES, lake).where(F.col("event_date").isin(days)).count()
-    gold_events = checks[0][0].agg(F.sum("events")).first()[0] or 0
+    gold_events = written[0][1].agg(F.sum("events")).first()[0] or 0
+    checks = [(df, suite) for _, df, suite in written]
     checks.append((spark.createDataFrame([(silver_events, gold_events)], "silver_events long, gold_events long"),
                    suites.reconciliation_suite("gold.course_daily_engagement.reconciliation",
                                                [("silver_events", "gold_events")])))
-    return [validate(df, suite, settings, interval.batch_id) for df, suite in checks]
+    before = versions_before or {}
+    return _validate_or_quarantine(spark, settings, interval, checks,
+                                   [(t, before.get(t.qualified), df) for t, df, _ in written])
 
 
 def publish_cassandra(settings: Settings, interval: Interval, recomputed_dates: Iterable[str]) -> dict:

@@ -412,7 +412,8 @@ def test_second_run_of_the_same_dag_run_changes_nothing(pipeline_world, spark):
 
 def test_a_failing_gate_publishes_nothing_and_keeps_a_readable_report(pipeline_world, spark):
     """A bad configuration (a negative engagement weight) makes gold break the gate's rule that
-    scores are never negative: the run fails at gate_gold and no sink changes."""
+    scores are never negative: the run fails at gate_gold, no sink changes, the gold tables are
+    restored to what they were, and the failing rows are kept in the lake's quarantine folder."""
     from jobs.common import Interval
     from learntrack.cli import run_dag
 
@@ -426,5 +427,13 @@ def test_a_failing_gate_publishes_nothing_and_keeps_a_readable_report(pipeline_w
     after = snapshot(settings, spark)
     for key in sinks:
         assert after[key] == before[key], f"{key} changed although the gate failed"
+    for key in before:
+        assert after[key] == before[key], f"{key} still holds rows that failed the gate"
+    from jobs.common import quarantine_path
+    from lake.tables import GOLD_STUDENT_COURSE_ENGAGEMENT
+
+    kept = spark.read.format("delta").load(quarantine_path(GOLD_STUDENT_COURSE_ENGAGEMENT, settings.lake_uri,
+                                                            Interval.for_day(RUN_DAY).batch_id))
+    assert kept.where("score < 0").count() > 0
     report = bad.home_path / "quality" / Interval.for_day(RUN_DAY).batch_id / "gold.student_course_engagement.html"
     assert "FAILED" in report.read_text()
