@@ -193,7 +193,8 @@ def expected_results(data, settings):
             if (b["student_id"] == a["student_id"] and b["region"] != a["region"] and later
                     and b["event_time"] - a["event_time"] <= window):
                 pairs.add((a["student_id"], a["event_id"], b["event_id"]))
-    return {"days": days, "cassandra": cassandra, "scores": dict(scores), "extracted": extracted, "passing": passing, "pairs": pairs, "progress": progress,
+    return {"days": days, "cassandra": cassandra, "scores": dict(scores), "extracted": extracted, "passing": passing,
+            "pairs": pairs, "progress": progress,
             "silver_rows": len(extracted), "written": len(written), "quarantined": quarantined,
             "duplicates": len(written) - len(extracted) - len(quarantined),
             "held_back": len(data.activities) - len(written)}
