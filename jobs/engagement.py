@@ -18,7 +18,7 @@ import datetime as dt
 import math
 from typing import Any
 
-from jobs.common import UTC, ensure_table, read_table, replace_partitions
+from jobs.common import UTC, read_table, replace_partitions
 from lake.tables import (GOLD_STUDENT_COURSE_ENGAGEMENT, GOLD_STUDENT_ENGAGEMENT, SCORE, SILVER_ACTIVITIES,
                          SILVER_COURSE_ITEMS)
 from learntrack.settings import Settings
@@ -174,7 +174,7 @@ def build_engagement(spark, settings: Settings, as_of: dt.date, batch_rows) -> d
     replace_partitions(with_bands(chain, settings.engagement_band_low, settings.engagement_band_high),
                        GOLD_STUDENT_COURSE_ENGAGEMENT, lake, "as_of_date", days)
 
-    written = (spark.read.format("delta").load(ensure_table(spark, GOLD_STUDENT_COURSE_ENGAGEMENT, lake))
+    written = (read_table(spark, GOLD_STUDENT_COURSE_ENGAGEMENT, lake)  # read again: after the write
                .where(F.col("as_of_date").between(start, end)))
     activity = recent_activity(silver, read_table(spark, SILVER_COURSE_ITEMS, lake), start, end,
                                settings.engagement_activity_window_days)

@@ -169,7 +169,7 @@ def merge_progress(spark, lake: str, batch_rows, items_df) -> list[dt.date]:
 
     path = ensure_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake)
     new = progress_of_events(batch_rows, items_df)
-    stored = spark.read.format("delta").load(path).join(new.select("student_id", "course_id"),
+    stored = read_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake).join(new.select("student_id", "course_id"),
                                                          ["student_id", "course_id"], "left_semi")
     folded = fold_progress(stored, new, items_df).persist()
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.common import Interval, ensure_table, table_version
+from jobs.common import Interval, ensure_table, read_table, table_version
 from lake.tables import (BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, QUARANTINE, SILVER_ACTIVITIES,
                          SILVER_COURSE_ITEMS, SILVER_STUDENTS, SILVER_STUDENTS_HISTORY)
 from learntrack.activity_model import (EVENT_TYPES, MAX_CLOCK_SKEW, MAX_DOC_BYTES, MAX_ID_LEN, REGIONS,
@@ -186,10 +186,10 @@ def build_student_history(spark, lake: str, versions) -> None:
     from pyspark.sql import functions as F
 
     path = ensure_table(spark, SILVER_STUDENTS_HISTORY, lake)
-    attrs = ["student_id", "name", "email", "home_region", "country", "subscription", "enrolled_courses"]
+    attrs = [c for c in SILVER_STUDENTS.column_names if c != "updated_at"]
     new = versions.select(*attrs, F.col("updated_at").alias("valid_from"))
-    stored = (spark.read.format("delta").load(path).join(new.select("student_id").distinct(), "student_id", "left_semi")
-              .select(*attrs, "valid_from"))
+    stored = (read_table(spark, SILVER_STUDENTS_HISTORY, lake)
+              .join(new.select("student_id").distinct(), "student_id", "left_semi").select(*attrs, "valid_from"))
     every = stored.unionByName(new).dropDuplicates(["student_id", "valid_from"])
     valid_to = F.lead("valid_from").over(Window.partitionBy("student_id").orderBy("valid_from"))
     rebuilt = every.withColumn("valid_to", valid_to).withColumn("is_current", F.col("valid_to").isNull())
