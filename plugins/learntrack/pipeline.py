@@ -121,14 +121,18 @@ def silver_reconciliation(spark, settings: Settings, interval: Interval, days: l
 
     lake, batch_id = settings.lake_uri, interval.batch_id
     bronze = read_table(spark, BRONZE_ACTIVITIES, lake).where(F.col("batch_id") == batch_id)
-    valid = typed_activities(bronze).where(F.col("rule").isNull()).select("event_id")
-    silver = read_table(spark, SILVER_ACTIVITIES, lake).where(F.col("event_date").isin(days))
-    rows_in = bronze.count()
-    kept = silver.where(F.col("batch_id") == batch_id).count()
-    quarantined = read_table(spark, QUARANTINE, lake).where(F.col("batch_id") == batch_id).count()
-    valid_rows = valid.count()
-    missing = valid.join(silver.select("event_id"), "event_id", "left_anti").distinct().count()
-    over_kept = max(0, kept - valid.distinct().count())  # a row inserted twice
+    # Parsed once: the three counts below would otherwise each re-parse the raw batch.
+    valid = typed_activities(bronze).where(F.col("rule").isNull()).select("event_id").persist()
+    try:
+        silver = read_table(spark, SILVER_ACTIVITIES, lake).where(F.col("event_date").isin(days))
+        rows_in = bronze.count()
+        kept = silver.where(F.col("batch_id") == batch_id).count()
+        quarantined = read_table(spark, QUARANTINE, lake).where(F.col("batch_id") == batch_id).count()
+        valid_rows = valid.count()
+        missing = valid.join(silver.select("event_id"), "event_id", "left_anti").distinct().count()
+        over_kept = max(0, kept - valid.distinct().count())  # a row inserted twice
+    finally:
+        valid.unpersist()
     accounted = kept + quarantined + (valid_rows - kept)
     return spark.createDataFrame([(rows_in, accounted, kept, quarantined, valid_rows - kept, missing, over_kept)],
                                  "rows_in long, accounted long, kept long, quarantined long, duplicates long, "
