@@ -1,14 +1,24 @@
 """LearnTrack daily pipeline: MongoDB -> bronze -> gate -> silver -> gate -> gold -> gate -> sinks.
 
-Wiring only: every task is one call into ``learntrack.airflow_tasks.run_stage``, imported inside
-the task, so parsing this file imports nothing heavy and touches no store.
+One run per closed UTC day: the data interval is [midnight, next midnight), created by a
+data-interval timetable, so the run that starts just after midnight processes the day that has
+just ended. The stages and their order come from ``learntrack.pipeline.DAILY`` (declared once;
+task id = stage name = function name). Every stage takes every upstream batch not yet processed
+up to its run's own, so a failed day is healed by its retry or by the next run. A last task
+records the run in ``gold.pipeline_runs``.
+
+Wiring only: each task is one call into ``learntrack.airflow_tasks``, imported inside the task, so
+parsing this file imports nothing heavy and touches no store.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+import datetime as dt
 
-from learntrack.airflow_tasks import DAG_DEFAULTS
+from airflow.sdk import Asset, CronDataIntervalTimetable, dag, task
+
+from learntrack.airflow_tasks import DAILY_CRON, LAKE_POOL, UTC, dag_defaults
+from learntrack.pipeline import DAILY
 
 
 @task
@@ -18,21 +28,28 @@ def stage(name: str, **upstream):
     return run_stage(name, **upstream)
 
 
-def step(task_id: str, name: str, **upstream):
-    return stage.override(task_id=task_id)(name, **upstream)
+@task(trigger_rule="all_done")
+def record_run(stage_names: list[str]):
+    from learntrack.airflow_tasks import record_run as record
+
+    return record(stage_names)
 
 
-@dag(dag_id="learntrack_pipeline", schedule="@daily", doc_md=__doc__, **DAG_DEFAULTS)
+@dag(dag_id="learntrack_pipeline", schedule=CronDataIntervalTimetable(DAILY_CRON, timezone=UTC),
+     doc_md=__doc__, **dag_defaults())
 def learntrack_pipeline():
-    extracted = step("extract_bronze", "extract")
-    silver = step("build_silver", "silver")
-    step("gate_bronze", "gate_bronze", extracted=extracted) >> silver
-    gold = step("build_gold", "gold", silver=silver)
-    step("gate_silver", "gate_silver", silver=silver) >> gold
-    gold_ok = step("gate_gold", "gate_gold", gold=gold)
-    gold_ok >> [step("publish_cassandra", "publish_cassandra", gold=gold),
-                step("publish_redis", "publish_redis"),
-                step("publish_neo4j", "publish_neo4j", gold=gold)]
+    tasks = {}
+    for s in DAILY:
+        tasks[s.name] = stage.override(
+            task_id=s.name, pool=LAKE_POOL if s.writes_lake else "default_pool",
+            execution_timeout=dt.timedelta(minutes=s.timeout_minutes),
+            outlets=[Asset(name) for name in s.outlets],
+        )(s.name, **{name: tasks[name] for name in s.needs})
+        for name in s.after:
+            tasks[name] >> tasks[s.name]
+    recorder = record_run.override(pool=LAKE_POOL, execution_timeout=dt.timedelta(minutes=15))(
+        [s.name for s in DAILY])
+    list(tasks.values()) >> recorder
 
 
 learntrack_pipeline_dag = learntrack_pipeline()

@@ -1,39 +1,8 @@
-"""What every job shares: the interval a run covers and Delta write helpers."""
+"""What every job shares: the interval a run covers (``learntrack.intervals``) and Delta write helpers."""
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
-
-UTC = dt.timezone.utc
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A DAG run's data interval [start, end). ``batch_id`` names everything the run writes."""
-
-    start: dt.datetime
-    end: dt.datetime
-
-    def __post_init__(self):
-        if self.start.tzinfo is None or self.end.tzinfo is None:
-            raise ValueError("interval bounds must be timezone-aware")
-        if self.end <= self.start:
-            raise ValueError(f"empty interval {self.start} .. {self.end}")
-
-    @property
-    def batch_id(self) -> str:
-        return self.end.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-    @property
-    def as_of_date(self) -> dt.date:
-        """The last day the interval covers (end is exclusive)."""
-        return (self.end.astimezone(UTC) - dt.timedelta(microseconds=1)).date()
-
-    @classmethod
-    def for_day(cls, day: dt.date) -> "Interval":
-        start = dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
-        return cls(start, start + dt.timedelta(days=1))
+from learntrack.intervals import UTC, Interval  # noqa: F401 - re-exported for the jobs
 
 
 _KNOWN_TABLES: set[tuple[int, str]] = set()

@@ -206,21 +206,24 @@ def multi_region_access(silver_df, days: list[dt.date], window_minutes: int):
         F.col("a.ip").alias("first_ip"), F.col("b.ip").alias("second_ip"))
 
 
-def build_gold(spark, settings: Settings, interval: Interval, affected_dates: Iterable | None = None) -> dict[str, Any]:
-    """Gold for one batch. Reads the batch's rows and bounded windows of silver (the recomputed
-    days and their neighbours), never the whole history."""
-    from pyspark.sql import functions as F
+def build_gold(spark, settings: Settings, interval: Interval) -> dict[str, Any]:
+    """Gold for every silver batch gold has not completed, up to the run's own (ADR 17). Reads
+    those batches' rows and bounded windows of silver (the recomputed days and their neighbours),
+    never the whole history."""
+    from lake.ledger import Pending, processed_up_to
 
     lake = settings.lake_uri
     versions_before = {t.qualified: table_version(spark, t, lake) for t in GOLD_TABLES}
     silver = read_table(spark, SILVER_ACTIVITIES, lake)
     items = read_table(spark, SILVER_COURSE_ITEMS, lake)
-    batch_rows = silver.where(F.col("batch_id") == interval.batch_id)
-    if affected_dates is None:  # standalone re-run: the days this batch put rows in
-        affected_dates = [r[0] for r in batch_rows.select("event_date").distinct().collect()]
+    batch_rows = silver.where(Pending(processed_up_to(spark, lake, "gold"), interval.batch_id, (), ()).batch_filter())
+    seen = batch_rows.groupBy("batch_id", "event_date").count().collect()
+    batches = sorted({r["batch_id"] for r in seen} | {interval.batch_id})
     moved_first_days = merge_progress(spark, lake, batch_rows, items)
-    days = days_to_recompute(list(_dates(affected_dates)) + moved_first_days)
-    result: dict[str, Any] = {"recomputed_dates": [d.isoformat() for d in days], "versions_before": versions_before}
+    days = days_to_recompute([r["event_date"] for r in seen] + moved_first_days)
+    result: dict[str, Any] = {"recomputed_dates": [d.isoformat() for d in days], "versions_before": versions_before,
+                              "input_batches": batches, "backlog_batches": sum(b < interval.batch_id for b in batches),
+                              "rows_in": sum(r["count"] for r in seen)}
     if days:
         progress = read_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake)
         replace_partitions(course_daily_engagement(silver, items, progress, days), GOLD_COURSE_DAILY, lake,

@@ -88,15 +88,19 @@ def typed_activities(bronze_df):
 
 
 def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any]:
-    """Move the run's bronze batch into silver; return the reconciliation and affected days."""
+    """Move every bronze batch silver has not completed, up to the run's own, into silver (ADR 17);
+    return the counts, the batches taken in and the affected days."""
     from delta.tables import DeltaTable
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    from lake.ledger import pending_from_table
+
     lake = settings.lake_uri
     version_before = table_version(spark, SILVER_ACTIVITIES, lake)
     bronze = spark.read.format("delta").load(ensure_table(spark, BRONZE_ACTIVITIES, lake))
-    batch = typed_activities(bronze.where(F.col("batch_id") == interval.batch_id)).persist()
+    pending = pending_from_table(spark, lake, "silver", interval.batch_id, bronze)
+    batch = typed_activities(bronze.where(pending.batch_filter())).persist()
     try:
         rows_in = batch.count()
         bad = batch.where(F.col("rule").isNotNull())
@@ -131,10 +135,11 @@ def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any
     finally:
         batch.unpersist()
 
-    students = build_student_dimension(spark, settings, interval)
-    course_items = build_course_items(spark, settings, interval)
+    students = build_student_dimension(spark, settings, interval, pending.batch_filter())
+    course_items = build_course_items(spark, settings, interval, pending.batch_filter())
     result = {
-        "batch_id": interval.batch_id, "rows_in": rows_in, "inserted": inserted,
+        "batch_id": interval.batch_id, "input_batches": list(pending.batches), "backlog_batches": len(pending.backlog),
+        "rows_in": rows_in, "rows_out": inserted, "inserted": inserted,
         "duplicates": valid - inserted, "quarantined": quarantined, "quarantine_by_rule": by_rule,
         "affected_dates": [d.isoformat() for d in days], "students_upserted": students,
         "course_items_upserted": course_items, "versions_before": {SILVER_ACTIVITIES.qualified: version_before},
@@ -150,8 +155,9 @@ def merged_rows_inserted(table, version_before: int) -> int:
     return int(last["operationMetrics"].get("numTargetRowsInserted", 0))
 
 
-def build_student_dimension(spark, settings: Settings, interval: Interval) -> int:
-    """Upsert the latest profile version of each student changed in this batch."""
+def build_student_dimension(spark, settings: Settings, interval: Interval, batches=None) -> int:
+    """Upsert the latest profile version of each student changed in the batches (a Column filter on
+    ``batch_id``; default: the run's own batch)."""
     from delta.tables import DeltaTable
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -161,7 +167,7 @@ def build_student_dimension(spark, settings: Settings, interval: Interval) -> in
     schema = ("`_id` STRING, name STRING, email STRING, home_region STRING, country STRING, "
               "subscription STRING, enrolled_courses ARRAY<STRING>")
     latest = Window.partitionBy("student_id").orderBy(F.col("updated_at").desc())
-    versions = (bronze.where(F.col("batch_id") == interval.batch_id)
+    versions = (bronze.where(F.col("batch_id") == interval.batch_id if batches is None else batches)
                 .select(F.from_json("raw", schema).alias("j"), "source_updated_at")
                 .select(F.col("j._id").alias("student_id"), "j.name", "j.email", "j.home_region", "j.country",
                         "j.subscription", "j.enrolled_courses", F.col("source_updated_at").alias("updated_at"))
@@ -198,8 +204,9 @@ def build_student_history(spark, lake: str, versions) -> None:
      .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 
 
-def build_course_items(spark, settings: Settings, interval: Interval) -> int:
-    """Replace the content items of every course changed in this batch with its latest version."""
+def build_course_items(spark, settings: Settings, interval: Interval, batches=None) -> int:
+    """Replace the content items of every course changed in the batches (as for students) with its
+    latest version."""
     from delta.tables import DeltaTable
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -210,7 +217,7 @@ def build_course_items(spark, settings: Settings, interval: Interval) -> int:
               "quizzes: ARRAY<STRUCT<quiz_id: STRING, max_score: DOUBLE, passing_score: DOUBLE>>, "
               "pdfs: ARRAY<STRUCT<pdf_id: STRING>>>")
     latest = Window.partitionBy("source_id").orderBy(F.col("source_updated_at").desc())
-    courses = (bronze.where(F.col("batch_id") == interval.batch_id)
+    courses = (bronze.where(F.col("batch_id") == interval.batch_id if batches is None else batches)
                .withColumn("_n", F.row_number().over(latest)).where("_n = 1")
                .select(F.from_json("raw", schema).alias("j"), F.col("source_updated_at").alias("updated_at"))
                .where(F.col("j._id").isNotNull()))

@@ -27,6 +27,9 @@ class Table:
     partition_by: tuple[str, ...] = ()
     grain: str = ""
     doc: str = ""
+    #: Records about runs (what ran, when, how long), not data derived from the source: a re-run
+    #: may update them, so same-data comparisons (idempotency, backfill order) leave them out.
+    bookkeeping: bool = False
 
     @property
     def qualified(self) -> str:
@@ -271,7 +274,53 @@ GOLD_MULTI_REGION = Table(
     doc="Multi-region access candidates with their evidence events (window in settings).",
 )
 
+STAGE_LEDGER = Table(
+    "ops", "stage_ledger",
+    (
+        C("stage", "STRING", False, "silver, gold, publish_cassandra, publish_neo4j"),
+        C("batch_id", "STRING", False, "the run's batch (its interval end) that completed the stage"),
+        C("input_batches", "ARRAY<STRING>", False, "the upstream batches this completion took in"),
+        C("dates", "ARRAY<DATE>", False, "the days the stage wrote (silver: event days; gold: recomputed days)"),
+        C("completed_at", "TIMESTAMP", False),
+        C("run_id", "STRING", True, "the Airflow run (or CLI) that completed it"),
+    ),
+    keys=("stage", "batch_id"),
+    grain="one row per stage completed by a run (after its gate passed)",
+    doc="Durable \"processed up to\" state: a stage takes every upstream batch after its newest completed "
+        "batch and up to the run's own, so a day whose run failed is picked up by the next run "
+        "(docs/decisions.md, ADR 17). Insert-only: a re-run keeps the first completion.",
+    bookkeeping=True,
+)
+
+GOLD_PIPELINE_RUNS = Table(
+    "gold", "pipeline_runs",
+    (
+        C("run_id", "STRING", False, "Airflow run id (or cli__<batch>)"),
+        C("stage", "STRING", False, "task id = stage name"),
+        C("batch_id", "STRING", False, "the run's interval end"),
+        C("interval_start", "TIMESTAMP", False), C("interval_end", "TIMESTAMP", False),
+        C("state", "STRING", False, "success, failed, upstream_failed, skipped, ..."),
+        C("try_number", "INT", True, "attempt that produced the row (retries count up)"),
+        C("started_at", "TIMESTAMP", True), C("duration_s", "DOUBLE", True),
+        C("rows_in", "BIGINT", True, "rows the stage read (bronze rows for silver, silver rows for gold)"),
+        C("rows_out", "BIGINT", True, "rows the stage wrote or published"),
+        C("backlog_batches", "INT", True, "earlier batches this run picked up because a run before it failed"),
+        C("gate_checks", "INT", True, "gates: expectations evaluated"),
+        C("gate_failed", "INT", True, "gates: expectations failed"),
+        C("detail", "STRING", True, "the stage's result, JSON, truncated"),
+    ),
+    keys=("run_id", "stage"),
+    grain="one row per stage of a DAG run (the latest attempt)",
+    doc="Pipeline health: what each run's stages read, wrote, checked and how long they took; published "
+        "to Cassandra for Grafana's pipeline-health panel.",
+    bookkeeping=True,
+)
+
 ALL_TABLES = (BRONZE_ACTIVITIES, BRONZE_STUDENTS, BRONZE_COURSES, SILVER_ACTIVITIES, QUARANTINE,
               SILVER_STUDENTS, SILVER_STUDENTS_HISTORY, SILVER_COURSE_ITEMS, GOLD_COURSE_DAILY,
-              GOLD_STUDENT_COURSE_ENGAGEMENT, GOLD_STUDENT_ENGAGEMENT, GOLD_STUDENT_COURSE_PROGRESS, GOLD_MULTI_REGION)
-GOLD_TABLES = tuple(t for t in ALL_TABLES if t.layer == "gold")
+              GOLD_STUDENT_COURSE_ENGAGEMENT, GOLD_STUDENT_ENGAGEMENT, GOLD_STUDENT_COURSE_PROGRESS, GOLD_MULTI_REGION,
+              GOLD_PIPELINE_RUNS, STAGE_LEDGER)
+#: Gold tables built from silver by build_gold and checked by gate_gold.
+GOLD_TABLES = tuple(t for t in ALL_TABLES if t.layer == "gold" and not t.bookkeeping)
+#: Tables holding data derived from the source (what same-data comparisons compare).
+DATA_TABLES = tuple(t for t in ALL_TABLES if not t.bookkeeping)

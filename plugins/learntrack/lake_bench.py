@@ -6,7 +6,7 @@ days), sized so that the first H days hold about N activities, is loaded once in
 interval's end (the watermark lives in the bronze table), so with everything loaded up-front,
 successive intervals replay the days as the daily DAG would. The stages of ``learntrack.pipeline``
 are called in-process in the DAG's order, with the arguments the DAG passes
-(``airflow_tasks.UPSTREAM_ARGS``), each timed on its own; the SparkSession is created before any
+(``pipeline.run_chain``), each timed on its own; the SparkSession is created before any
 timing (under Airflow each task may also pay a JVM start, not counted here).
 
 1. Stage throughput: a fresh lake and one interval covering the H history days, i.e. one batch of
@@ -37,8 +37,6 @@ NAMESPACE = "lt_lakebench"
 SEED = 4242
 END = dt.datetime(2024, 7, 1, tzinfo=dt.timezone.utc)
 EVENTS_PER_STUDENT_DAY = 6.5  # what the generator yields on average (measured)
-STAGES = ("extract", "gate_bronze", "silver", "gate_silver", "gold", "gate_gold",
-          "publish_cassandra", "publish_redis", "publish_neo4j")
 Echo = Callable[[str], None]
 
 
@@ -103,35 +101,32 @@ def _load(settings: Settings, params, echo: Echo) -> dict:
 
 
 def run_interval(settings: Settings, interval, label: str, echo: Echo) -> dict:
-    """All stages for one interval, chained as the DAG chains them; seconds per stage."""
+    """All stages for one interval, chained as the DAG chains them (``pipeline.DAILY``); seconds per stage."""
     from lake.tables import BRONZE_ACTIVITIES
     from learntrack import pipeline
-    from learntrack.airflow_tasks import UPSTREAM_ARGS
 
     echo(f"[{label}] interval {interval.start:%Y-%m-%d} .. {interval.end:%Y-%m-%d} (batch {interval.batch_id})")
-    up: dict = {}
     secs: dict[str, float] = {}
     rows = 0
-    for name in STAGES:
-        kwargs = UPSTREAM_ARGS.get(name, lambda u: {})(up)
-        if name == "extract":
-            kwargs["progress"] = lambda m: echo(f"    {m}")
-        t0 = time.perf_counter()
-        result = getattr(pipeline, name)(settings, interval, **kwargs)
-        secs[name] = round(time.perf_counter() - t0, 2)
-        up["extracted" if name == "extract" else name] = result
-        if name == "extract":
-            rows = next(e["extracted"] for e in result if e["table"] == BRONZE_ACTIVITIES.qualified)
-        echo(f"  {name:<18} {secs[name]:8.1f} s  {rows / max(secs[name], 1e-9):>10,.0f} rows/s")
-    silver = up["silver"]
+
+    def timed(stage, result, seconds: float) -> None:
+        nonlocal rows
+        secs[stage.name] = round(seconds, 2)
+        if stage.name == "extract_bronze":
+            rows = next(e["extracted"] for e in result["sources"] if e["table"] == BRONZE_ACTIVITIES.qualified)
+        echo(f"  {stage.name:<18} {secs[stage.name]:8.1f} s  {rows / max(secs[stage.name], 1e-9):>10,.0f} rows/s")
+
+    up = pipeline.run_chain(settings, interval, options={"extract_bronze": {"progress": lambda m: echo(f"    {m}")}},
+                            on_stage=timed)
+    silver = up["build_silver"]
     total = round(sum(secs.values()), 1)
     echo(f"  {'total':<18} {total:8.1f} s  {rows / max(total, 1e-9):>10,.0f} rows/s  ({rows:,} activities, "
-         f"{silver['inserted']:,} new in silver, {len(up['gold']['recomputed_dates'])} days recomputed)")
+         f"{silver['inserted']:,} new in silver, {len(up['build_gold']['recomputed_dates'])} days recomputed)")
     return {"interval": [interval.start.isoformat(), interval.end.isoformat()], "activities": rows,
             "seconds": secs, "total_s": total,
             "rows_per_s": {k: round(rows / max(v, 1e-9)) for k, v in secs.items()},
             "silver": {k: silver[k] for k in ("rows_in", "inserted", "duplicates", "quarantined")},
-            "recomputed_dates": up["gold"]["recomputed_dates"]}
+            "recomputed_dates": up["build_gold"]["recomputed_dates"]}
 
 
 def bench_lake(settings: Settings, activities: int, history_days: int = 30, echo: Echo = print) -> dict:
@@ -181,7 +176,7 @@ def bench_lake(settings: Settings, activities: int, history_days: int = 30, echo
     finally:
         _wipe_neo4j(base, params.students)  # the shared graph; the other stores keep their data for inspection
 
-    ratio = {k: round(daily_h["seconds"][k] / max(daily_1["seconds"][k], 1e-9), 2) for k in STAGES}
+    ratio = {k: round(daily_h["seconds"][k] / max(daily_1["seconds"][k], 1e-9), 2) for k in daily_1["seconds"]}
     ratio["total"] = round(daily_h["total_s"] / max(daily_1["total_s"], 1e-9), 2)
     result["history"] = {"1_day": daily_1, f"{history_days}_day": daily_h, "ratio": ratio}
 
@@ -190,7 +185,7 @@ def bench_lake(settings: Settings, activities: int, history_days: int = 30, echo
     echo(f"  MongoDB load: {result['load']['activities']:,} activities at {result['load']['docs_per_s']:,} docs/s")
     echo(f"  {'stage':<18} {'batch s':>8} {'rows/s':>9} | {'daily, 1d hist':>14} {f'{history_days}d hist':>10} "
          f"{'ratio':>6}")
-    for k in (*STAGES, "total"):
+    for k in (*daily_1["seconds"], "total"):
         b = tp["total_s"] if k == "total" else tp["seconds"][k]
         d1 = daily_1["total_s"] if k == "total" else daily_1["seconds"][k]
         dh = daily_h["total_s"] if k == "total" else daily_h["seconds"][k]

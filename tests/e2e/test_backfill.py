@@ -23,19 +23,17 @@ def run_days(settings, days):
     from jobs.common import Interval
     from learntrack import pipeline
 
+    lake_stages = tuple(s for s in pipeline.DAILY if s.writes_lake)  # the sinks have their own tests
     for day in days:
-        interval = Interval.for_day(day)
-        pipeline.extract(settings, interval)
-        silver = pipeline.silver(settings, interval)
-        pipeline.gold(settings, interval, silver["affected_dates"])
+        pipeline.run_chain(settings, Interval.for_day(day), lake_stages)
 
 
 def lake_tables(spark, settings):
     from jobs.common import read_table
-    from lake.tables import ALL_TABLES
+    from lake.tables import DATA_TABLES
 
     out = {}
-    for table in ALL_TABLES:
+    for table in DATA_TABLES:
         columns = [c for c in table.column_names if c not in LINEAGE]
         rows = read_table(spark, table, settings.lake_uri).select(*columns).collect()
         out[table.qualified] = sorted(repr([sorted(v.items()) if isinstance(v, dict) else v for v in r]) for r in rows)

@@ -103,3 +103,32 @@ def read_day(settings: Settings, day: dt.date) -> list[dict]:
         return [dict(r._asdict()) for r in session.execute(stmt, (day,))]
     finally:
         cluster.shutdown()
+
+
+TABLE_PIPELINE_RUNS = "pipeline_runs_by_day"
+_RUN_COLUMNS = {"stage": "text", "state": "text", "try_number": "int", "started_at": "timestamp",
+                "duration_s": "double", "rows_in": "bigint", "rows_out": "bigint", "backlog_batches": "int",
+                "gate_checks": "int", "gate_failed": "int"}
+
+
+def publish_pipeline_runs(settings: Settings, rows: list[Mapping]) -> dict:
+    """Pipeline health for Grafana: per interval day, per run and stage (an upsert: a retried or
+    re-run stage replaces its row)."""
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    cluster, session = connect(settings)
+    try:
+        ensure_schema(session, settings)
+        ks = settings.cassandra_keyspace
+        ddl = ", ".join(f"{c} {t}" for c, t in _RUN_COLUMNS.items() if c != "stage")
+        session.execute(f"CREATE TABLE IF NOT EXISTS {ks}.{TABLE_PIPELINE_RUNS} (run_date date, run_id text, "
+                        f"stage text, {ddl}, PRIMARY KEY ((run_date), run_id, stage))")
+        cols = list(_RUN_COLUMNS)
+        stmt = session.prepare(f"INSERT INTO {ks}.{TABLE_PIPELINE_RUNS} (run_date, run_id, {', '.join(cols)}) "
+                               f"VALUES (?, ?, {', '.join('?' for _ in cols)})")
+        args = [((r["interval_end"] - dt.timedelta(microseconds=1)).date(), r["run_id"], *(r[c] for c in cols))
+                for r in rows]
+        execute_concurrent_with_args(session, stmt, args, concurrency=16, raise_on_first_error=True)
+        return {"rows_published": len(args)}
+    finally:
+        cluster.shutdown()

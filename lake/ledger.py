@@ -1,0 +1,101 @@
+"""The stage ledger: which runs completed which stage, and what each took in.
+
+A stage never reads "the rows of my run's batch" alone. It reads every upstream batch after the
+newest batch it has completed and up to its own run's batch (plus its own batch, which a re-run
+reprocesses). A run that fails after extraction therefore strands nothing: the next run, a retry
+or a backfill takes the batch in. Completions are recorded only after the stage's gate passed
+(silver, gold) or its publish finished (sinks), so a failed or killed attempt leaves the ledger
+as it was. See docs/decisions.md (ADR 17).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+from jobs.common import UTC, ensure_table, read_table
+from lake.tables import STAGE_LEDGER
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What a stage takes in for a run: upstream batch ids and (when the upstream is in the ledger)
+    the days those batches wrote."""
+
+    after: str | None  # the stage's newest completed batch before this run (exclusive lower bound)
+    batch_id: str  # the run's own batch (inclusive upper bound, always included)
+    batches: tuple[str, ...]  # upstream batches in (after, batch_id] plus batch_id
+    dates: tuple[dt.date, ...]
+
+    @property
+    def backlog(self) -> tuple[str, ...]:
+        """Batches older than the run's own that a failed or skipped run left behind."""
+        return tuple(b for b in self.batches if b < self.batch_id)
+
+    def batch_filter(self, column: str = "batch_id"):
+        """Rows of the batches this stage takes in: (after, batch_id] plus batch_id itself."""
+        from pyspark.sql import functions as F
+
+        col = F.col(column)
+        window = col <= F.lit(self.batch_id)
+        if self.after is not None:
+            window = window & (col > F.lit(self.after))
+        return window | (col == F.lit(self.batch_id))
+
+
+def processed_up_to(spark, lake_root: str, stage: str) -> str | None:
+    """The newest batch a run completed ``stage`` for (batch ids sort as times)."""
+    from pyspark.sql import functions as F
+
+    return (read_table(spark, STAGE_LEDGER, lake_root).where(F.col("stage") == stage)
+            .agg(F.max("batch_id")).first()[0])
+
+
+def pending_from_table(spark, lake_root: str, stage: str, batch_id: str, upstream_df) -> Pending:
+    """Pending input of ``stage`` read from an upstream *table* (its ``batch_id`` column): silver
+    takes bronze batches this way. Batches are appended in time order, so Delta's file statistics
+    on ``batch_id`` skip the files of batches already processed."""
+    after = processed_up_to(spark, lake_root, stage)
+    probe = Pending(after, batch_id, (), ())
+    batches = sorted({r[0] for r in upstream_df.where(probe.batch_filter()).select("batch_id").distinct().collect()}
+                     | {batch_id})
+    return Pending(after, batch_id, tuple(batches), ())
+
+
+def pending_from_ledger(spark, lake_root: str, stage: str, upstream_stage: str, batch_id: str) -> Pending:
+    """Pending input of ``stage`` read from the upstream stage's completions (gold takes silver's,
+    the sinks take gold's): the batches and the union of the days they wrote."""
+    from pyspark.sql import functions as F
+
+    after = processed_up_to(spark, lake_root, stage)
+    probe = Pending(after, batch_id, (), ())
+    rows = (read_table(spark, STAGE_LEDGER, lake_root).where(F.col("stage") == upstream_stage)
+            .where(probe.batch_filter()).select("batch_id", "input_batches", "dates").collect())
+    batches = {batch_id} | {r["batch_id"] for r in rows} | {b for r in rows for b in r["input_batches"]}
+    dates = {d for r in rows for d in r["dates"]}
+    return Pending(after, batch_id, tuple(sorted(batches)), tuple(sorted(dates)))
+
+
+def record(spark, lake_root: str, stage: str, batch_id: str, input_batches: Iterable[str], dates: Iterable) -> None:
+    """Record that the run of ``batch_id`` completed ``stage``. Insert-only: re-running a stage for a
+    batch it already completed keeps the first record, so the ledger reads as one run left it.
+    The run id is Airflow's (its task processes carry it in the environment), else "cli"."""
+    from delta.tables import DeltaTable
+
+    run_id = os.environ.get("AIRFLOW_CTX_DAG_RUN_ID", "cli")
+    days = sorted({d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)) for d in dates})
+    row = [(stage, batch_id, sorted(set(input_batches)), days, dt.datetime.now(UTC), run_id)]
+    df = spark.createDataFrame(row, STAGE_LEDGER.spark_schema())
+    table = DeltaTable.forPath(spark, ensure_table(spark, STAGE_LEDGER, lake_root))
+    for attempt in range(5):  # the sinks publish side by side and each records its completion
+        try:
+            (table.alias("t").merge(df.alias("s"), "t.stage = s.stage AND t.batch_id = s.batch_id")
+             .whenNotMatchedInsertAll().execute())
+            return
+        except Exception as exc:  # noqa: BLE001 - Delta's concurrent-commit errors come through py4j
+            if "Concurrent" not in type(exc).__name__ + str(exc)[:300] or attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
