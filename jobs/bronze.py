@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from jobs.common import UTC, Interval, ensure_table
+from learntrack.intervals import to_utc
 from lake.tables import BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, Table
 from learntrack.settings import Settings
 
@@ -60,7 +61,7 @@ def bronze_state(spark, table: Table, lake_root: str, batch_id: str) -> tuple[tu
     ids = [json_util.loads(r["raw"])["_id"] for r in newest.where(F.col("source_updated_at") == F.lit(ts))
            .select("raw").collect()]
     last_id = max(ids, key=_bson_order)
-    ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    ts = to_utc(ts)
     return (ts, last_id), int(top["n"] or 0)
 
 
@@ -116,7 +117,7 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
     schema = source.table.spark_schema()
     rows: list[tuple] = []
     written = 0
-    extracted_at = now.replace(tzinfo=None)
+    extracted_at = now  # aware: a naive value would be read as the host's local time
 
     def commit() -> None:
         nonlocal written
@@ -134,7 +135,7 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
     docs = (doc for d in days for doc in db[source.collection].find({source.bucket_field: d, **flt})
             .sort([(source.watermark_field, 1), ("_id", 1)]).batch_size(settings.extract_batch_size))
     for doc in docs:
-        ts_utc = doc[source.watermark_field].astimezone(UTC).replace(tzinfo=None)
+        ts_utc = doc[source.watermark_field].astimezone(UTC)
         rows.append((str(doc["_id"]), json_util.dumps(doc, json_options=RELAXED_JSON_OPTIONS), ts_utc,
                      interval.batch_id, extracted_at, ts_utc.date()))
         if len(rows) >= COMMIT_ROWS:

@@ -8,6 +8,13 @@ from dataclasses import dataclass
 UTC = dt.timezone.utc
 
 
+def to_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """A datetime as timezone-aware UTC. A naive value is taken as the host's local time: that is
+    what pyspark's collect() hands back for a TIMESTAMP (and how it reads a naive value it is
+    given), so every timestamp crossing the Python/Spark boundary goes through here or is aware."""
+    return None if value is None else value.astimezone(UTC)
+
+
 class FutureIntervalError(ValueError):
     """A run was asked for an interval that has not ended yet: its data is still being written."""
 

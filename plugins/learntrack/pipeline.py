@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from lake.tables import (BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, GOLD_TABLES, QUARANTINE,
                          SILVER_ACTIVITIES, SILVER_COURSE_ITEMS, SILVER_STUDENTS, SILVER_STUDENTS_HISTORY)
-from learntrack.intervals import Interval
+from learntrack.intervals import Interval, to_utc
 from learntrack.settings import Settings
 
 BRONZE_TABLES = (BRONZE_ACTIVITIES, BRONZE_STUDENTS, BRONZE_COURSES)
@@ -82,7 +82,7 @@ def _activity_freshness(spark, settings: Settings, interval: Interval):
     newest = (read_table(spark, BRONZE_ACTIVITIES, settings.lake_uri)
               .where(F.col("ingest_date").between(since, end.date()) & (F.col("source_updated_at") <= F.lit(end)))
               .agg(F.max("source_updated_at")).first()[0])
-    age = None if newest is None else (end - newest.replace(tzinfo=dt.timezone.utc)).total_seconds() / 3600
+    age = None if newest is None else (end - to_utc(newest)).total_seconds() / 3600
     return spark.createDataFrame([(age,)], "newest_age_hours double")
 
 

@@ -1,9 +1,13 @@
-"""Backfill: the pipeline's lake stages run for the same days in order and out of order leave
-identical tables (apart from lineage: which batch brought a row and when it was extracted)."""
+"""Backfill: the pipeline's lake stages (with their gates) run for the same days in order, in UTC,
+and out of order on a host in another time zone, leave identical tables (apart from lineage: which
+batch brought a row and when it was extracted)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import time
 
 import pytest
 
@@ -28,6 +32,22 @@ def run_days(settings, days):
         pipeline.run_chain(settings, Interval.for_day(day), lake_stages)
 
 
+@contextlib.contextmanager
+def host_time_zone(name: str):
+    """The Python process's local time zone (what pyspark uses to convert naive datetimes)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = name
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
 def lake_tables(spark, settings):
     from jobs.common import read_table
     from lake.tables import DATA_TABLES
@@ -40,7 +60,7 @@ def lake_tables(spark, settings):
     return out
 
 
-def test_days_out_of_order_give_the_same_tables(stack, spark, tmp_path):
+def test_days_out_of_order_and_in_another_time_zone_give_the_same_tables(stack, spark, tmp_path):
     from learntrack.mongo_ops import client
 
     settings = stack.with_overrides(mongo_db="lt_test_backfill")
@@ -52,7 +72,9 @@ def test_days_out_of_order_give_the_same_tables(stack, spark, tmp_path):
     in_order = settings.with_overrides(lake_root=str(tmp_path / "in-order"))
     run_days(in_order, DAYS)
     shuffled = settings.with_overrides(lake_root=str(tmp_path / "shuffled"))
-    run_days(shuffled, list(reversed(DAYS)))
+    with host_time_zone("Europe/Berlin"):  # UTC+1 in February: a naive datetime would move an hour
+        assert time.localtime(0).tm_hour == 1
+        run_days(shuffled, list(reversed(DAYS)))
 
     want, got = lake_tables(spark, in_order), lake_tables(spark, shuffled)
     assert want["gold.course_daily_engagement"] and want["gold.student_engagement"]

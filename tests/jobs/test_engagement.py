@@ -23,7 +23,7 @@ def at(day: dt.date, hour: int = 12, late_days: int = 0) -> tuple[dt.datetime, d
 def silver_row(i, student, day, event_type="page_view", course="c1", item=None, score=None, late_days=0, hour=12):
     t, written = at(day, hour, late_days)
     return {"event_id": f"e{i}", "student_id": student, "course_id": course, "item_id": item, "event_type": event_type,
-            "event_time": t.replace(tzinfo=None), "ingested_at": written.replace(tzinfo=None), "event_date": day,
+            "event_time": t, "ingested_at": written, "event_date": day,
             "session_id": None, "device": None, "region": None, "country": None, "ip": None, "position_s": None,
             "duration_s": None, "from_position_s": None, "score": score, "max_score": 10.0 if score is not None else None,
             "batch_id": written.strftime("%Y%m%d")}

@@ -16,7 +16,7 @@ def bronze_rows(docs, batch_id):
 
     rows = []
     for i, d in enumerate(docs):
-        written = (T + dt.timedelta(seconds=i)).replace(tzinfo=None)
+        written = T + dt.timedelta(seconds=i)  # aware: Spark reads naive datetimes as host-local time
         rows.append((str(d.get("_id", f"oid{i}")), json_util.dumps(d, json_options=RELAXED_JSON_OPTIONS),
                      written, batch_id, written, written.date()))
     return rows
@@ -92,17 +92,20 @@ def test_quarantine_rules_dedup_and_reconciliation(spark, fresh_lake):
     from learntrack.pipeline import silver_reconciliation
 
     suite = reconciliation_suite("silver.activities.reconciliation", [("rows_in", "accounted")],
-                                 ["valid_ids_missing_from_silver", "kept_beyond_distinct_ids"])
+                                 ["valid_ids_missing_from_silver", "kept_beyond_distinct_ids",
+                                  "bronze_batches_not_taken_in"])
     days = [dt.date(2026, 1, 7), dt.date(2026, 1, 9)]
-    counts = silver_reconciliation(spark, fresh_lake, interval, days)
+    counts = silver_reconciliation(spark, fresh_lake, [interval.batch_id], days)
     assert counts.first().asDict() == {"rows_in": 14, "accounted": 14, "kept": 3, "quarantined": 10, "duplicates": 1,
-                                       "valid_ids_missing_from_silver": 0, "kept_beyond_distinct_ids": 0}
+                                       "valid_ids_missing_from_silver": 0, "kept_beyond_distinct_ids": 0,
+                                       "bronze_batches_not_taken_in": 0}
     validate(counts, suite, fresh_lake, interval.batch_id)
     DeltaTable.forPath(spark, ensure_table(spark, SILVER_ACTIVITIES, fresh_lake.lake_uri)).delete("event_id = 'ok2'")
     DeltaTable.forPath(spark, ensure_table(spark, QUARANTINE, fresh_lake.lake_uri)).delete("source_id = 'huge'")
     with pytest.raises(GateFailed, match="valid_ids_missing_from_silver"):
-        validate(silver_reconciliation(spark, fresh_lake, interval, days), suite, fresh_lake, interval.batch_id)
-    assert silver_reconciliation(spark, fresh_lake, interval, days).first()["accounted"] == 13
+        validate(silver_reconciliation(spark, fresh_lake, [interval.batch_id], days), suite, fresh_lake,
+                 interval.batch_id)
+    assert silver_reconciliation(spark, fresh_lake, [interval.batch_id], days).first()["accounted"] == 13
 
 
 def test_student_history_keeps_every_profile_version_in_any_batch_order(spark, fresh_lake):

@@ -90,4 +90,6 @@ def multi_region_pairs(settings: Settings, since: dt.datetime, until: dt.datetim
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+    from learntrack.intervals import to_utc
+
+    return to_utc(value)  # rows come from Spark: naive means the host's local time

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Iterable, Mapping
 
+from learntrack.intervals import to_utc
 from learntrack.settings import Settings
 
 
@@ -43,7 +44,7 @@ def publish_scores(settings: Settings, as_of: dt.date, rows: Iterable[Mapping], 
         last = row["last_event_time"]
         pipe.hset(f"{k['student']}{sid}", mapping={
             "score": str(row["score"]), "segment": row["segment"], "events_recent": int(row["events_recent"]),
-            "as_of_date": as_of.isoformat(), "last_event_time": last.isoformat() if last else ""})
+            "as_of_date": as_of.isoformat(), "last_event_time": to_utc(last).isoformat() if last else ""})
         n += 1
         if n % batch == 0:
             pipe.execute()

@@ -1,0 +1,65 @@
+"""The stores as the end-to-end tests see them: a snapshot of the lake and every sink, and a reset
+of the tests' namespaces."""
+
+from __future__ import annotations
+
+
+def reset_namespaces(settings) -> None:
+    """Empty the test namespaces: lake and Airflow home folders, the MongoDB database, the Redis db,
+    the Cassandra keyspace and (Neo4j Community has one graph) the whole graph."""
+    from cassandra.cluster import Cluster
+
+    from conftest import wipe_home_dirs
+    from learntrack.mongo_ops import client
+    from learntrack.sinks import neo4j_sink, redis_sink
+
+    wipe_home_dirs(settings)
+    mongo = client(settings)
+    mongo.drop_database(settings.mongo_db)
+    mongo.close()
+    redis_sink.connect(settings).flushdb()
+    cluster = Cluster([settings.stack_host], port=settings.cassandra_port, protocol_version=5)
+    cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}", timeout=60)
+    cluster.shutdown()
+    driver = neo4j_sink.connect(settings)
+    driver.execute_query("MATCH (n) DETACH DELETE n")
+    driver.close()
+
+
+def snapshot(settings, spark):
+    from cassandra.cluster import Cluster
+
+    from jobs.common import read_table
+    from lake.tables import DATA_TABLES
+    from learntrack.sinks import neo4j_sink, redis_sink
+
+    snap = {}
+    for table in DATA_TABLES:
+        df = read_table(spark, table, settings.lake_uri)
+        snap[table.qualified] = sorted(tuple(str(v) for v in r) for r in df.collect())
+    cluster = Cluster([settings.stack_host], port=settings.cassandra_port, protocol_version=5)
+    try:
+        session = cluster.connect(settings.cassandra_keyspace)
+        for t in ("course_daily_engagement_by_day", "course_daily_engagement_by_course"):
+            snap[t] = sorted(tuple(str(v) for v in r) for r in session.execute(f"SELECT * FROM {t}"))
+    finally:
+        cluster.shutdown()
+    r = redis_sink.connect(settings)
+    snap["redis"] = {k: (r.type(k), str(r.zrange(k, 0, -1, withscores=True) if r.type(k) == "zset"
+                                        else r.hgetall(k) if r.type(k) == "hash" else r.get(k)))
+                     for k in r.scan_iter(f"{settings.redis_prefix}:*")}
+    driver = neo4j_sink.connect(settings)
+    try:
+        recs, _, _ = driver.execute_query(
+            "MATCH (s:Student)-[:HAD]->(a:Access)-[:FROM]->(r:Region) "
+            "RETURN s.student_id AS s, a.event_id AS e, toString(a.at) AS at, r.name AS r ORDER BY e")
+        snap["neo4j_paths"] = [tuple(x.values()) for x in recs]
+        recs, _, _ = driver.execute_query("MATCH (n) RETURN count(n) AS n")
+        snap["neo4j_nodes"] = recs[0]["n"]
+        recs, _, _ = driver.execute_query("MATCH ()-[x]->() RETURN count(x) AS n")
+        snap["neo4j_rels"] = recs[0]["n"]
+    finally:
+        driver.close()
+    return snap
+
+
