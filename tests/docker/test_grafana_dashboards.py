@@ -25,6 +25,22 @@ SCORES = [{"student_id": "s-x", "score": 4.5, "segment": "active", "events_recen
            "last_event_time": dt.datetime(2026, 2, 3, 11)}]
 
 
+def _run_rows():
+    from learntrack.intervals import Interval
+    from learntrack.run_records import run_record_rows
+
+    stages = [{"stage": "build_silver", "state": "success", "try_number": 2, "started_at": "2026-02-04T00:01:00+00:00",
+               "duration_s": 41.5, "rows_in": 900, "rows_out": 850, "backlog_batches": 1, "gate_checks": None,
+               "gate_failed": None},
+              {"stage": "gate_silver", "state": "failed", "try_number": 3, "started_at": "2026-02-04T00:02:00+00:00",
+               "duration_s": 12.0, "rows_in": None, "rows_out": None, "backlog_batches": None, "gate_checks": 20,
+               "gate_failed": 1}]
+    return run_record_rows("scheduled__2026-02-03T00:00:00+00:00", Interval.for_day(DAY), stages)
+
+
+RUN_ROWS = _run_rows()
+
+
 def panels():
     dash = json.loads((GRAFANA / "dashboards" / "learntrack-engagement.json").read_text())
     return dash["panels"]
@@ -37,7 +53,7 @@ def substitute(text: str, settings) -> str:
 
 @pytest.fixture(scope="module")
 def published(stack):
-    from learntrack.sinks.cassandra_sink import publish_course_daily
+    from learntrack.sinks.cassandra_sink import publish_course_daily, publish_pipeline_runs
     from learntrack.sinks.redis_sink import connect, publish_scores
 
     settings = stack.with_overrides(cassandra_keyspace="lt_grafana", redis_prefix="lt_grafana")
@@ -46,6 +62,7 @@ def published(stack):
     for key in r.scan_iter("lt_grafana:*"):
         r.delete(key)
     publish_scores(settings, DAY, SCORES)
+    publish_pipeline_runs(settings, RUN_ROWS)
     return settings
 
 
@@ -73,6 +90,14 @@ def test_cassandra_panels_return_the_published_rows(published):
             assert all(got[k] == v for k, v in want.items() if k in got and k != "event_date")
         [course] = results[2]
         assert course["events"] == 70 and str(course["event_date"]) == DAY.isoformat()
+        health = {r["stage"]: r for r in results[5]}
+        assert set(health) == {"build_silver", "gate_silver"}
+        columns = re.search(r"SELECT (.*) FROM", panels()[4]["targets"][0]["target"]).group(1).split(", ")
+        for want in RUN_ROWS:  # every column the panel shows is there, as published
+            got = health[want["stage"]]
+            assert set(columns) <= set(got)
+            assert all(got[c] == want[c] for c in columns)
+        assert health["gate_silver"]["gate_failed"] == 1 and health["build_silver"]["backlog_batches"] == 1
     finally:
         cluster.shutdown()
 
