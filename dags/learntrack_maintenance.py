@@ -9,7 +9,7 @@ import datetime as dt
 
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 
-from learntrack.airflow_tasks import LAKE_POOL, MAINTENANCE_CRON, UTC, dag_defaults
+from learntrack.airflow_tasks import LAKE_POOL, MAINTENANCE_CRON, dag_defaults
 from learntrack.pipeline import MAINTENANCE
 
 
@@ -20,7 +20,7 @@ def stage(name: str):
     return run_stage(name)
 
 
-@dag(dag_id="learntrack_maintenance", schedule=CronDataIntervalTimetable(MAINTENANCE_CRON, timezone=UTC),
+@dag(dag_id="learntrack_maintenance", schedule=CronDataIntervalTimetable(MAINTENANCE_CRON, timezone="UTC"),
      doc_md=__doc__, **{**dag_defaults(), "catchup": False})
 def learntrack_maintenance():
     for s in MAINTENANCE:

@@ -17,7 +17,7 @@ import datetime as dt
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, dag, task
 
-from learntrack.airflow_tasks import DAILY_CRON, LAKE_POOL, UTC, dag_defaults
+from learntrack.airflow_tasks import DAILY_CRON, LAKE_POOL, dag_defaults
 from learntrack.pipeline import DAILY
 
 
@@ -35,7 +35,7 @@ def record_run(stage_names: list[str]):
     return record(stage_names)
 
 
-@dag(dag_id="learntrack_pipeline", schedule=CronDataIntervalTimetable(DAILY_CRON, timezone=UTC),
+@dag(dag_id="learntrack_pipeline", schedule=CronDataIntervalTimetable(DAILY_CRON, timezone="UTC"),
      doc_md=__doc__, **dag_defaults())
 def learntrack_pipeline():
     tasks = {}

@@ -40,9 +40,11 @@ MAINTENANCE_CRON = "0 12 * * 0"
 def dag_defaults(settings=None) -> dict[str, Any]:
     from learntrack.settings import Settings
 
+    import pendulum  # Airflow serialises a DAG's time zone only as a pendulum zone
+
     s = settings or Settings.from_env()
-    start = (dt.datetime.combine(dt.date.fromisoformat(s.pipeline_start_date), dt.time(), UTC)
-             if s.pipeline_start_date else FALLBACK_START)
+    first = dt.date.fromisoformat(s.pipeline_start_date) if s.pipeline_start_date else FALLBACK_START.date()
+    start = pendulum.datetime(first.year, first.month, first.day, tz="UTC")
     return {
         "start_date": start,
         "catchup": bool(s.pipeline_start_date),

@@ -85,6 +85,15 @@ def test_every_task_has_owner_retries_backoff_timeout_and_tags(bag):
             assert task.on_failure_callback, where
 
 
+def test_every_dag_serialises_as_the_dag_processor_stores_it(bag):
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    for dag_id, dag in bag.dags.items():
+        restored = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+        assert type(restored.timetable).__name__ == "CronDataIntervalTimetable", dag_id
+        assert set(restored.task_ids) == set(dag.task_ids), dag_id
+
+
 def test_daily_dag_is_the_declared_stage_chain_on_closed_utc_days(bag):
     from airflow.timetables.interval import CronDataIntervalTimetable
 
