@@ -22,10 +22,12 @@ from learntrack.pipeline import DAILY
 
 
 @task
-def stage(name: str, **upstream):
+def stage(name: str, upstream: dict | None = None):
+    """One stage; ``upstream`` maps the names of the stages whose results it takes to their XComs.
+    (A ``**kwargs`` parameter would receive the whole task context.)"""
     from learntrack.airflow_tasks import run_stage
 
-    return run_stage(name, **upstream)
+    return run_stage(name, **(upstream or {}))
 
 
 @task(trigger_rule="all_done")
@@ -44,7 +46,7 @@ def learntrack_pipeline():
             task_id=s.name, pool=LAKE_POOL if s.writes_lake else "default_pool",
             execution_timeout=dt.timedelta(minutes=s.timeout_minutes),
             outlets=[Asset(name) for name in s.outlets],
-        )(s.name, **{name: tasks[name] for name in s.needs})
+        )(s.name, {name: tasks[name] for name in s.needs})
         for name in s.after:
             tasks[name] >> tasks[s.name]
     recorder = record_run.override(pool=LAKE_POOL, execution_timeout=dt.timedelta(minutes=15))(

@@ -102,7 +102,9 @@ def settings_for_task():
 
 def run_stage(name: str, **upstream):
     from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowFailException
 
+    from expectations.gate import GateFailed
     from learntrack.pipeline import STAGES, stage_metrics
 
     ctx = get_current_context()
@@ -112,7 +114,12 @@ def run_stage(name: str, **upstream):
              ctx["ti"].try_number)
     started = dt.datetime.now(UTC)
     t0 = time.monotonic()
-    result = stage.fn(settings_for_task(), interval, **upstream)
+    try:
+        result = stage.fn(settings_for_task(), interval, **upstream)
+    except GateFailed as exc:
+        # No retry: the gate has restored the tables it checks, so a retry would validate the
+        # restored (older) rows, pass, and record the batch as completed.
+        raise AirflowFailException(str(exc)) from exc
     took = time.monotonic() - t0
     log.info("learntrack stage %s result: %s", name, _short(result))
     log.info("learntrack stage %s done in %.1fs: %s", name, took, stage_metrics(result))
