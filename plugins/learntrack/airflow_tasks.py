@@ -77,8 +77,11 @@ def interval_from_context(ctx) -> Interval:
             f"run {ctx['dag_run'].run_id} has no data interval ({start} .. {end}); LearnTrack processes closed "
             "intervals only: trigger it with a logical date or data_interval_start/end "
             "(`learntrack run --date D` does), or let the scheduler create it")
+    def plain(value) -> dt.datetime:  # pendulum's DateTime is a subclass pyspark refuses
+        return dt.datetime.fromtimestamp(value.timestamp(), UTC)
+
     try:
-        return Interval(start.astimezone(UTC), end.astimezone(UTC)).refuse_future()
+        return Interval(plain(start), plain(end)).refuse_future()
     except FutureIntervalError as exc:
         raise AirflowFailException(str(exc)) from exc
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from learntrack.settings import PROJECT_ROOT, Settings, get_settings
+from learntrack.settings import Settings, get_settings
 
 
 def echo(msg: str = "") -> None:
@@ -161,28 +160,8 @@ def cmd_bench(args, settings: Settings) -> int:
 # --------------------------------------------------------------------------------------------
 # pipeline
 
-def airflow_env(settings: Settings) -> dict[str, str]:
-    home = settings.airflow_home_path
-    home.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.update(settings.to_env())
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "GX_ANALYTICS_ENABLED": "false",
-        "PYTHONWARNINGS": "ignore",
-    })
-    env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
-    return env
-
-
-def airflow(settings: Settings, *argv: str, quiet: bool = False) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("airflow")
-    return subprocess.run([str(exe), *argv], env=airflow_env(settings), text=True,
-                          capture_output=quiet)
+# The local Airflow's one environment builder lives in learntrack.airflow_local.
+from learntrack.airflow_local import airflow_env  # noqa: E402
 
 
 def _progress_line(line: str) -> str | None:
@@ -201,17 +180,27 @@ def _progress_line(line: str) -> str | None:
 
 
 def run_dag(settings: Settings, day: dt.date, log_file: Path | None = None) -> float:
-    """Run the DAG for ``day`` with ``airflow dags test``; return seconds taken."""
+    """Run the DAG for the closed day ``day`` in-process with ``airflow dags test`` (SQLite, one
+    SparkSession for every task); return seconds taken. Only the data end-to-end tests use this
+    shortcut: users run through the scheduler (``learntrack run``, ADR 10)."""
     t0 = time.monotonic()
-    mig = airflow(settings, "db", "migrate", quiet=True)
+    # Airflow runs no task of a run dated before the DAG's start date: start the DAG on the day.
+    settings = settings.with_overrides(airflow_home=str(settings.airflow_home_path / "dags-test"),
+                                       pipeline_start_date=day.isoformat())
+    env = {**airflow_env(settings), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
+           f"sqlite:///{settings.airflow_home_path / 'airflow.db'}", "AIRFLOW__CORE__EXECUTOR": "LocalExecutor"}
+    mig = subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=env, text=True,
+                         capture_output=True)
     if mig.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{mig.stdout[-2000:]}\n{mig.stderr[-2000:]}")
     log_file = log_file or settings.home_path / "logs" / f"dag-{day.isoformat()}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    echo(f"Running DAG learntrack_pipeline for {day} (log: {log_file})...")
+    echo(f"Running DAG learntrack_pipeline for {day} in-process (log: {log_file})...")
     with open(log_file, "w") as fh:
         proc = subprocess.Popen([str(Path(sys.executable).with_name("airflow")), "dags", "test",
-                                 "learntrack_pipeline", day.isoformat()], env=airflow_env(settings),
+                                 "learntrack_pipeline",
+                                 # the manual interval of logical date D+1 is the closed day [D, D+1)
+                                 (day + dt.timedelta(days=1)).isoformat()], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             fh.write(line)
@@ -224,10 +213,41 @@ def run_dag(settings: Settings, day: dt.date, log_file: Path | None = None) -> f
     return time.monotonic() - t0
 
 
+def _report_states(states: dict, t0: float) -> int:
+    for day, state in sorted(states.items()):
+        echo(f"  {day}: {state}")
+    failed = [str(d) for d, s in states.items() if s != "success"]
+    echo(f"{len(states) - len(failed)} of {len(states)} runs succeeded in {time.monotonic() - t0:.0f}s"
+         + (f"; failed: {', '.join(failed)} (see the UI or `learntrack airflow logs`)" if failed else ""))
+    return 1 if failed else 0
+
+
 def cmd_run(args, settings: Settings) -> int:
-    took = run_dag(settings, args.date)
-    echo(f"DAG run for {args.date} succeeded in {took:.0f}s")
-    return 0
+    """The daily DAG for each given day, through the running Airflow's scheduler."""
+    from learntrack.intervals import FutureIntervalError
+    from learntrack.scheduled_runs import run_days
+
+    t0 = time.monotonic()
+    try:
+        states = run_days(settings, args.date, echo)
+    except (FutureIntervalError, ValueError) as exc:
+        echo(f"ERROR {exc}")
+        return 2
+    return _report_states(states, t0)
+
+
+def cmd_backfill(args, settings: Settings) -> int:
+    from learntrack.intervals import FutureIntervalError
+    from learntrack.scheduled_runs import backfill
+
+    t0 = time.monotonic()
+    try:
+        states = backfill(settings, args.start, args.end, echo, reprocess=args.reprocess,
+                          run_backwards=args.backwards)
+    except (FutureIntervalError, ValueError) as exc:
+        echo(f"ERROR {exc}")
+        return 2
+    return _report_states(states, t0)
 
 
 def cmd_summary(args, settings: Settings) -> int:
@@ -238,19 +258,64 @@ def cmd_summary(args, settings: Settings) -> int:
 
 
 def cmd_demo(args, settings: Settings) -> int:
-    """Stack up, generate, run the pipeline for the last generated day, print the summary."""
+    """Stack up, generate, start Airflow with catch-up from the first generated day and let its
+    scheduler run every generated day (re-running them when an earlier demo already did), print
+    the summary and leave the UI up with the runs visible."""
+    from learntrack import airflow_local
+    from learntrack.scheduled_runs import DAG, run_days, wait_for_days
+
     t0 = time.monotonic()
     if cmd_stack(argparse.Namespace(action="up", services=None), settings):
         return 2
     if cmd_generate(args, settings):
         return 2
-    day = args.end - dt.timedelta(days=1)
-    took = run_dag(settings, day)
-    echo(f"DAG run succeeded in {took:.0f}s")
+    days = [args.end - dt.timedelta(days=n) for n in range(args.days, 0, -1)]
+    settings = settings.with_overrides(pipeline_start_date=days[0].isoformat())
+    echo(f"Starting Airflow; the scheduler catches up {days[0]} .. {days[-1]} by itself")
+    airflow_local.up(settings, echo)
+    states = wait_for_days(settings, days, echo)
+    if states is None:  # an earlier demo ran these days already: run them again through the scheduler
+        echo("These days already have runs (an earlier demo): re-running them")
+        states = run_days(settings, days, echo)
+    code = _report_states(states, t0)
     from learntrack.summary import print_summary
 
-    print_summary(settings, day, echo)
-    echo(f"\nDemo finished in {time.monotonic() - t0:.0f}s.")
+    print_summary(settings, days[-1], echo)
+    shot = settings.home_path / "demo" / "grid.png"
+    try:
+        airflow_local.screenshot_grid(settings, DAG, shot)
+        echo(f"Screenshot of the DAG grid: {shot}")
+    except Exception as exc:  # noqa: BLE001 - the UI is up either way
+        echo(f"(no screenshot: {exc})")
+    echo(airflow_local.login_hint(settings))
+    echo(f"\nDemo finished in {time.monotonic() - t0:.0f}s. Airflow keeps running: `learntrack airflow down` stops it.")
+    return code
+
+
+# --------------------------------------------------------------------------------------------
+# Airflow as in production: api-server, scheduler, dag-processor, triggerer on loopback
+
+def cmd_airflow(args, settings: Settings) -> int:
+    from learntrack import airflow_local as af
+    from learntrack.stack.manager import StackError
+
+    try:
+        if args.action == "up":
+            echo(f"Starting Airflow (home {settings.airflow_home_path})...")
+            statuses = af.up(settings, echo)
+            echo(af.format_status(statuses))
+            echo(af.login_hint(settings))
+        elif args.action == "down":
+            af.down(settings, args.components, echo)
+        elif args.action == "status":
+            statuses = af.status(settings, args.components)
+            echo(af.format_status(statuses))
+            return 0 if all(s.state == "running" for s in statuses) else 3
+        elif args.action == "logs":
+            echo(af.logs(settings, args.components, args.lines))
+    except StackError as exc:
+        echo(f"ERROR {exc}")
+        return 2
     return 0
 
 
@@ -312,15 +377,31 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--history-days", type=int, default=30, help="lake: days of history before the timed day")
     b.set_defaults(func=cmd_bench)
 
-    r = sub.add_parser("run", help="run the Airflow DAG for one day (airflow dags test)")
-    r.add_argument("--date", type=_date, required=True)
+    r = sub.add_parser("run", help="run the daily DAG for closed UTC days through Airflow's scheduler")
+    r.add_argument("--date", type=_date, required=True, nargs="+", help="one or more days (YYYY-MM-DD)")
     r.set_defaults(func=cmd_run)
+
+    bf = sub.add_parser("backfill", help="backfill the daily DAG over closed UTC days FROM..TO (inclusive)")
+    bf.add_argument("start", type=_date)
+    bf.add_argument("end", type=_date)
+    bf.add_argument("--reprocess", choices=["none", "failed", "completed"], default="completed",
+                    help="days that already have a run: skip, rerun if failed, or rerun (default)")
+    bf.add_argument("--backwards", action="store_true", help="newest day first")
+    bf.set_defaults(func=cmd_backfill)
 
     s = sub.add_parser("summary", help="print what landed in each store")
     s.add_argument("--date", type=_date, required=True)
     s.set_defaults(func=cmd_summary)
 
-    d = sub.add_parser("demo", help="stack up + generate + pipeline + summary")
+    af = sub.add_parser("airflow", help="run Airflow's services locally (api-server, scheduler, dag-processor, "
+                                        "triggerer) on PostgreSQL; UI and REST API on 127.0.0.1")
+    af.add_argument("action", choices=["up", "down", "status", "logs"])
+    af.add_argument("components", nargs="*", help="down/status/logs: api-server scheduler dag-processor triggerer "
+                                                  "(default: all)")
+    af.add_argument("-n", "--lines", type=int, default=40, help="log lines for 'logs'")
+    af.set_defaults(func=cmd_airflow)
+
+    d = sub.add_parser("demo", help="stack up + generate + Airflow up + scheduled runs + summary")
     gen_args(d)
     d.set_defaults(func=cmd_demo)
     return p

@@ -51,6 +51,21 @@ class Settings:
     spark_jars_dir: str = ""  # default <home>/tools/spark-jars
     spark_conf: str = "{}"  # JSON object of extra Spark conf (cluster, object-store credentials)
     airflow_home: str = ""  # default <home>/airflow
+    # --- local Airflow (`learntrack airflow up`: api-server, scheduler, dag-processor, triggerer) ---
+    airflow_api_port: int = 8080  # api-server (UI, REST, execution API) on stack_host
+    airflow_db_name: str = "airflow"  # metadata database and its role in the local PostgreSQL
+    airflow_admin_user: str = "admin"  # SimpleAuthManager admin; password generated once, 0600 file
+    airflow_start_timeout_s: int = 300  # how long `airflow up` waits for components and DAGs
+
+    # --- scheduling (the DAGs) -------------------------------------------------------------------
+    # First day the daily DAG runs for (YYYY-MM-DD); the scheduler catches up every day since.
+    # Empty: no catch-up, only the latest complete day runs (`learntrack airflow up` sets it).
+    pipeline_start_date: str = ""
+    task_retries: int = 2  # per task; retries back off exponentially from task_retry_delay_s
+    task_retry_delay_s: int = 60
+    task_max_retry_delay_s: int = 900
+    # POSTed a JSON message when a task fails for good (Slack/Teams/any webhook); empty: none.
+    alert_webhook_url: str = ""
 
     # --- extraction ------------------------------------------------------------------------------
     extract_batch_size: int = 5000

@@ -169,3 +169,8 @@ def test_a_run_without_an_interval_or_for_an_open_interval_is_refused():
     yesterday = interval_from_context({"data_interval_start": tomorrow - dt.timedelta(days=2),
                                        "data_interval_end": tomorrow - dt.timedelta(days=1), "dag_run": Run()})
     assert yesterday.as_of_date == now.date() - dt.timedelta(days=1)
+    import pendulum  # what Airflow's context holds: plain datetimes come out (pyspark refuses pendulum's)
+
+    day = interval_from_context({"data_interval_start": pendulum.datetime(2026, 1, 9, tz="UTC"),
+                                 "data_interval_end": pendulum.datetime(2026, 1, 10, tz="UTC"), "dag_run": Run()})
+    assert type(day.start) is dt.datetime and type(day.end) is dt.datetime and day.batch_id == "20260110T000000Z"
