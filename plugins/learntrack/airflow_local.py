@@ -366,6 +366,14 @@ def _postgres_service():
     return next(s for s in all_services(None) if s.name == "postgres")
 
 
+def drop_metadata_db(settings: Settings) -> None:
+    """Drop this home's metadata database (every run and task instance it recorded); Airflow must
+    be down. For tests that need a scheduler with no history."""
+    from learntrack.stack.services import _psql
+
+    _psql(settings, f"DROP DATABASE IF EXISTS {_db_identifier(settings)} WITH (FORCE)")
+
+
 def ensure_metadata_db(settings: Settings, echo: Echo | None = None) -> None:
     """Create (idempotently) the role and database ``airflow_db_name`` in the local PostgreSQL and
     set the role's password to the one in ``<airflow home>/secrets`` (starts PostgreSQL if needed).
