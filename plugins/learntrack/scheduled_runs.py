@@ -113,16 +113,15 @@ def wait_for_days(settings: Settings, days: list[dt.date], echo: Echo = print, t
         if all(before.get(d) in ("success", "failed") for d in days):
             return None
         api.unpause(DAG)
-        deadline = time.monotonic() + 300
-        while True:
-            runs = {_interval_start(r): r for r in api.dag_runs(DAG)}
-            if all(d in runs for d in days):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the scheduler created no runs for {sorted(set(days) - set(runs))} within 300 s; "
-                                   "see `learntrack airflow logs scheduler`")
-            time.sleep(2)
-        states = api.wait(DAG, [runs[d]["dag_run_id"] for d in days], timeout=timeout, echo=echo)
-        return {d: states[runs[d]["dag_run_id"]] for d in days}
+        states: dict[dt.date, str] = {}
+        for day in sorted(days):  # max_active_runs=1: the scheduler creates each run after the one before
+            deadline = time.monotonic() + timeout
+            while (run := next((r for r in api.dag_runs(DAG) if _interval_start(r) == day), None)) is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the scheduler created no run for {day} within {timeout:.0f} s; "
+                                       "see `learntrack airflow logs scheduler`")
+                time.sleep(2)
+            states[day] = api.wait(DAG, [run["dag_run_id"]], timeout=timeout, echo=echo)[run["dag_run_id"]]
+        return states
     finally:
         api.close()
