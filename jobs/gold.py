@@ -210,13 +210,13 @@ def build_gold(spark, settings: Settings, interval: Interval) -> dict[str, Any]:
     """Gold for every silver batch gold has not completed, up to the run's own (ADR 17). Reads
     those batches' rows and bounded windows of silver (the recomputed days and their neighbours),
     never the whole history."""
-    from lake.ledger import Pending, processed_up_to
+    from lake.ledger import window
 
     lake = settings.lake_uri
     versions_before = {t.qualified: table_version(spark, t, lake) for t in GOLD_TABLES}
     silver = read_table(spark, SILVER_ACTIVITIES, lake)
     items = read_table(spark, SILVER_COURSE_ITEMS, lake)
-    batch_rows = silver.where(Pending(processed_up_to(spark, lake, "gold"), interval.batch_id, (), ()).batch_filter())
+    batch_rows = silver.where(window(spark, lake, "gold", interval.batch_id).batch_filter())
     seen = batch_rows.groupBy("batch_id", "event_date").count().collect()
     batches = sorted({r["batch_id"] for r in seen} | {interval.batch_id})
     moved_first_days = merge_progress(spark, lake, batch_rows, items)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 from jobs.common import UTC, ensure_table, read_table
@@ -54,15 +54,19 @@ def processed_up_to(spark, lake_root: str, stage: str) -> str | None:
             .agg(F.max("batch_id")).first()[0])
 
 
+def window(spark, lake_root: str, stage: str, batch_id: str) -> Pending:
+    """The run's window for ``stage``: after its newest completed batch, up to the run's own (use
+    ``batch_filter()`` on any table with a ``batch_id`` column); no batches listed yet."""
+    return Pending(processed_up_to(spark, lake_root, stage), batch_id, (), ())
+
+
 def pending_from_table(spark, lake_root: str, stage: str, batch_id: str, upstream_df) -> Pending:
     """Pending input of ``stage`` read from an upstream *table* (its ``batch_id`` column): silver
     takes bronze batches this way. Batches are appended in time order, so Delta's file statistics
     on ``batch_id`` skip the files of batches already processed."""
-    after = processed_up_to(spark, lake_root, stage)
-    probe = Pending(after, batch_id, (), ())
-    batches = sorted({r[0] for r in upstream_df.where(probe.batch_filter()).select("batch_id").distinct().collect()}
-                     | {batch_id})
-    return Pending(after, batch_id, tuple(batches), ())
+    open_ = window(spark, lake_root, stage, batch_id)
+    batches = {r[0] for r in upstream_df.where(open_.batch_filter()).select("batch_id").distinct().collect()}
+    return replace(open_, batches=tuple(sorted(batches | {batch_id})))
 
 
 def pending_from_ledger(spark, lake_root: str, stage: str, upstream_stage: str, batch_id: str) -> Pending:
@@ -70,13 +74,12 @@ def pending_from_ledger(spark, lake_root: str, stage: str, upstream_stage: str, 
     the sinks take gold's): the batches and the union of the days they wrote."""
     from pyspark.sql import functions as F
 
-    after = processed_up_to(spark, lake_root, stage)
-    probe = Pending(after, batch_id, (), ())
+    open_ = window(spark, lake_root, stage, batch_id)
     rows = (read_table(spark, STAGE_LEDGER, lake_root).where(F.col("stage") == upstream_stage)
-            .where(probe.batch_filter()).select("batch_id", "input_batches", "dates").collect())
+            .where(open_.batch_filter()).select("batch_id", "input_batches", "dates").collect())
     batches = {batch_id} | {r["batch_id"] for r in rows} | {b for r in rows for b in r["input_batches"]}
     dates = {d for r in rows for d in r["dates"]}
-    return Pending(after, batch_id, tuple(sorted(batches)), tuple(sorted(dates)))
+    return replace(open_, batches=tuple(sorted(batches)), dates=tuple(sorted(dates)))
 
 
 def record(spark, lake_root: str, stage: str, batch_id: str, input_batches: Iterable[str], dates: Iterable) -> None:
