@@ -94,10 +94,12 @@ def recent_activity(silver_df, items_df, start: dt.date, end: dt.date, window_da
 
     span = 2 * window_days
     events = silver_df.where(F.col("event_date").between(start - dt.timedelta(days=span - 1), end)).select(
-        "student_id", "event_date", "event_time", "event_type", "item_id", "score",
+        "student_id", "event_date", "event_time", "event_type", "course_id", "item_id", "score",
         F.to_date("ingested_at").alias("known_date"))
-    passing = items_df.where(F.col("item_type") == "quiz").select(F.col("item_id").alias("quiz_id"), "passing_score")
-    events = events.join(F.broadcast(passing), events.item_id == passing.quiz_id, "left")
+    passing = items_df.where(F.col("item_type") == "quiz").select(
+        F.col("course_id").alias("quiz_course_id"), F.col("item_id").alias("quiz_id"), "passing_score")
+    events = events.join(F.broadcast(passing), (events.course_id == passing.quiz_course_id)
+                         & (events.item_id == passing.quiz_id), "left")
     days = events.sparkSession.range((end - start).days + 1).select(
         F.date_add(F.lit(start), F.col("id").cast("int")).alias("as_of_date"))
     joined = events.join(F.broadcast(days), (F.col("event_date") <= F.col("as_of_date"))

@@ -40,7 +40,7 @@ def video_watch(silver_df):
     from pyspark.sql import functions as F
 
     video = silver_df.where(F.col("event_type").isin("video_play", "video_pause", "video_seek", "video_complete"))
-    nxt = Window.partitionBy("student_id", "item_id").orderBy("event_time", "event_id")
+    nxt = Window.partitionBy("student_id", "course_id", "item_id").orderBy("event_time", "event_id")
     paired = (video.withColumn("next_type", F.lead("event_type").over(nxt))
               .withColumn("next_pos", F.lead("position_s").over(nxt))
               .withColumn("next_from", F.lead("from_position_s").over(nxt))
@@ -67,9 +67,12 @@ def course_daily_engagement(silver_df, items_df, progress_df, days: list[dt.date
     lo, hi = min(days), max(days) + dt.timedelta(days=1)  # plays near midnight pair with the next day
     window = silver_df.where(F.col("event_date").between(lo, hi))
     day_rows = window.where(F.col("event_date").isin(days))
+    # Item ids are per course (two courses may both have a ``q1``): join on both.
     quizzes = items_df.where(F.col("item_type") == "quiz").select(
-        F.col("item_id").alias("quiz_id"), F.col("passing_score").alias("quiz_passing_score"))
-    with_pass = day_rows.join(F.broadcast(quizzes), day_rows.item_id == quizzes.quiz_id, "left")
+        F.col("course_id").alias("quiz_course_id"), F.col("item_id").alias("quiz_id"),
+        F.col("passing_score").alias("quiz_passing_score"))
+    with_pass = day_rows.join(F.broadcast(quizzes), (day_rows.course_id == quizzes.quiz_course_id)
+                              & (day_rows.item_id == quizzes.quiz_id), "left")
     counts = (with_pass.groupBy("event_date", "course_id")
               .agg(F.countDistinct("student_id").alias("active_learners"), F.count(F.lit(1)).alias("events"),
                    n("page_view").alias("page_views"), n("video_play").alias("video_plays"),

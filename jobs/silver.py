@@ -3,8 +3,9 @@
 Every bronze row of the run's batch ends in exactly one place: a new silver row, a duplicate of
 an event id silver already holds (or that repeats inside the batch), or the quarantine with the
 first rule it broke. Both writes are MERGEs on keys, so re-running a batch changes nothing.
-The rules mirror ``learntrack.activity_model.validate_activity``; "future" is judged against the
-row's own write time so that the outcome never depends on when the job runs.
+The rules are ``learntrack.activity_model.validate_activity``, the write path's own, run on each
+parsed document; "future" and "too old" are judged against the row's own write time so that the
+outcome never depends on when the job runs.
 """
 
 from __future__ import annotations
@@ -14,77 +15,39 @@ from typing import Any
 from jobs.common import Interval, ensure_table, read_table, table_version
 from lake.tables import (BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, QUARANTINE, SILVER_ACTIVITIES,
                          SILVER_COURSE_ITEMS, SILVER_STUDENTS, SILVER_STUDENTS_HISTORY)
-from learntrack.activity_model import (EVENT_TYPES, MAX_CLOCK_SKEW, MAX_DOC_BYTES, MAX_ID_LEN, REGIONS,
-                                      VIDEO_EVENT_TYPES, Rule)
 from learntrack.settings import Settings
 
-# Every field read as text: numbers and objects arrive as their JSON text, so a wrong type is
-# detected by the rules below instead of silently becoming null inside the JSON parser.
-RAW_FIELDS = ("event_id", "student_id", "course_id", "item_id", "event_type", "event_time", "ingested_at",
-              "session_id", "device", "region", "country", "ip", "position_s", "duration_s",
-              "from_position_s", "score", "max_score")
-RAW_SCHEMA = ", ".join(f"`{f}` STRING" for f in RAW_FIELDS)
-ID_PATTERN = rf"^[\x21-\x7e][\x20-\x7e]{{0,{MAX_ID_LEN - 1}}}$"
-DATE_PATTERN = r'^\{"\$date":\s*"([^"]+)"\}$'
+JUDGED_SCHEMA = ("rule STRING, event_id STRING, student_id STRING, course_id STRING, item_id STRING, "
+                 "event_type STRING, event_time TIMESTAMP, session_id STRING, device STRING, region STRING, "
+                 "country STRING, ip STRING, position_s DOUBLE, duration_s DOUBLE, from_position_s DOUBLE, "
+                 "score DOUBLE, max_score DOUBLE")
 
 
-NUMBER_FIELDS = ("position_s", "duration_s", "from_position_s", "score", "max_score")
+def typed_activities(bronze_df, max_age_days: int | None = None):
+    """Judge each bronze row with the write path's own rules (``judge_raw_activity`` on the parsed
+    document's top-level values) and return its typed columns plus ``rule`` (null when valid).
 
-
-def typed_activities(bronze_df):
-    """Parse bronze rows into typed columns plus ``rule`` (null when the row is valid).
-
-    Built with the Column API, not SQL text, so the regular expressions reach Java unaltered.
+    One Python rule set for both paths (issue 11, finding 10): a regular expression over the raw
+    JSON text cannot tell a top-level field from a nested one, or escaped text from BSON size.
     """
     from pyspark.sql import functions as F
 
-    col = F.col
-    parsed = bronze_df.select("*", F.from_json("raw", RAW_SCHEMA).alias("j")).select(
-        "source_id", "source_updated_at", "raw", "batch_id", "ingest_date", "j.*")
+    from learntrack.activity_model import judge_raw_activity
 
-    def quoted(name: str):
-        """The field holds a JSON string (from_json hands numbers and objects over as text too)."""
-        return col("raw").rlike(r'"' + name + r'"\s*:\s*"')
+    @F.udf(returnType=JUDGED_SCHEMA)
+    def judge(raw, written_at):
+        out = judge_raw_activity(raw, written_at, max_age_days)
+        return tuple(out.get(f) for f in JUDGED_FIELDS)
 
-    def number(name: str):
-        # A JSON number as DOUBLE; a quoted string such as "12" is not a number and gives null.
-        return F.when(quoted(name), F.lit(None).cast("double")).otherwise(F.expr(f"try_cast({name} AS DOUBLE)"))
+    judged = bronze_df.select("source_id", "source_updated_at", "raw", "batch_id", "ingest_date",
+                              judge("raw", "source_updated_at").alias("j"))
+    return judged.select("source_id", "source_updated_at", "raw", "batch_id", "ingest_date",
+                         *[F.col(f"j.{f}").alias(f) for f in JUDGED_FIELDS if f != "rule"],
+                         F.col("source_updated_at").alias("ingested_at"), F.col("j.rule").alias("rule")
+                         ).withColumn("event_date", F.to_date("event_time"))
 
-    typed = parsed.select(
-        "source_id", "source_updated_at", "raw", "batch_id", "ingest_date",
-        "event_id", "student_id", "course_id", "item_id", "event_type",
-        F.try_to_timestamp(F.regexp_extract("event_time", DATE_PATTERN, 1)).alias("event_time"),
-        col("source_updated_at").alias("ingested_at"),
-        "session_id", "device", "region", "country", "ip",
-        *[number(c).alias(c) for c in NUMBER_FIELDS],
-    )
 
-    def id_bad(name: str):
-        return col(name).isNull() | ~col(name).rlike(ID_PATTERN) | ~quoted(name)
-
-    video = col("event_type").isin(*VIDEO_EVENT_TYPES)
-    quiz = col("event_type") == "quiz_attempt"
-    skew = F.expr(f"INTERVAL {int(MAX_CLOCK_SKEW.total_seconds())} SECONDS")
-    rules = [
-        (F.length("raw") > MAX_DOC_BYTES, Rule.TOO_LARGE),
-        (id_bad("event_id"), Rule.EVENT_ID),
-        (id_bad("student_id"), Rule.STUDENT_ID),
-        (id_bad("course_id"), Rule.COURSE_ID),
-        (col("event_type").isNull() | ~col("event_type").isin(*EVENT_TYPES), Rule.EVENT_TYPE),
-        (col("event_time").isNull(), Rule.EVENT_TIME),
-        (col("event_time") > col("ingested_at") + skew, Rule.FUTURE),
-        (video & (col("position_s").isNull() | col("duration_s").isNull()), Rule.VIDEO_NOT_NUMERIC),
-        (video & ((col("duration_s") <= 0) | (col("position_s") < 0) | (col("position_s") > col("duration_s"))),
-         Rule.VIDEO_POSITION),
-        (quiz & (col("score").isNull() | col("max_score").isNull() | (col("max_score") <= 0)
-                 | (col("score") < 0) | (col("score") > col("max_score"))), Rule.QUIZ_SCORE),
-        ((col("event_type") == "login") & (col("region").isNull() | ~col("region").isin(*REGIONS)),
-         Rule.LOGIN_REGION),
-    ]
-    rule = F.lit(None).cast("string")
-    for condition, reason in reversed(rules):  # the first rule broken wins
-        rule = F.when(condition, F.lit(reason)).otherwise(rule)
-    return typed.withColumn("rule", rule).withColumn("event_date", F.to_date("event_time"))
+JUDGED_FIELDS = tuple(part.strip().split(" ")[0] for part in JUDGED_SCHEMA.split(","))
 
 
 def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any]:
@@ -100,7 +63,7 @@ def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any
     version_before = table_version(spark, SILVER_ACTIVITIES, lake)
     bronze = spark.read.format("delta").load(ensure_table(spark, BRONZE_ACTIVITIES, lake))
     pending = pending_from_table(spark, lake, "silver", interval.batch_id, bronze)
-    batch = typed_activities(bronze.where(pending.batch_filter())).persist()
+    batch = typed_activities(bronze.where(pending.batch_filter()), settings.raw_retention_days).persist()
     try:
         rows_in = batch.count()
         bad = batch.where(F.col("rule").isNotNull())

@@ -1,13 +1,15 @@
-"""The activity document model: event types, their type-specific fields, and write-path validation.
+"""The activity document model: event types, their type-specific fields, and the one rule set.
 
 MongoDB keeps documents flexible; this module is the contract the platform's writers follow. The
-same rules, re-expressed in Spark, decide what silver keeps and what goes to quarantine
-(``jobs/silver.py``), so a document the API would refuse is also a document silver quarantines.
+same function, ``validate_activity``, judges a document on the write path and in silver
+(``jobs/silver.py`` runs it on each parsed bronze document, ``judge_raw_activity``), so a document
+the API would refuse is exactly a document silver quarantines, with the same reason.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any, Mapping
 
 EVENT_TYPES = (
@@ -30,6 +32,14 @@ MAX_DOC_BYTES = 16 * 1024
 # A client clock may run a little ahead of the server's; more than this is a bad timestamp.
 MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
 
+#: Fields the write path stamps (not part of the client's document: not counted in its size).
+WRITE_METADATA_FIELDS = ("_id", "ingested_at", "ingest_day")
+#: Optional attributes: when present and not null they must have this type, whatever the event.
+STRING_FIELDS = ("item_id", "session_id", "device", "region", "country", "ip")
+NUMBER_FIELDS = ("position_s", "duration_s", "from_position_s", "score", "max_score")
+#: Events about one content item: gold keys video progress and quiz results by (course, item).
+ITEM_EVENT_TYPES = VIDEO_EVENT_TYPES + ("quiz_attempt",)
+
 
 class Rule:
     """The reasons a document is refused (write path) or quarantined (silver): one wording."""
@@ -45,13 +55,17 @@ class Rule:
     VIDEO_POSITION = "video position outside [0, duration]"
     QUIZ_SCORE = "quiz score missing or outside [0, max_score]"
     LOGIN_REGION = "login with unknown region"
+    ITEM_ID = "video or quiz event without a short printable item_id"
+    TOO_OLD = "event_time older than the raw retention window before its write"
+    FIELD_TYPE = "optional field of the wrong type (text or finite number expected)"
 
 
 def _size(doc: Mapping[str, Any]) -> int:
+    """BSON size of the client's document (write metadata excluded), as the server would store it."""
     from bson import encode
 
     try:
-        return len(encode(dict(doc)))
+        return len(encode({k: v for k, v in doc.items() if k not in WRITE_METADATA_FIELDS}))
     except Exception:  # noqa: BLE001 - not encodable: the server would refuse it anyway
         return 0
 
@@ -62,15 +76,21 @@ def _is_id(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _as_utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
-def validate_activity(doc: Mapping[str, Any], now: dt.datetime | None = None) -> str | None:
-    """Return the first rule ``doc`` breaks (a short reason), or None when it is valid."""
+def validate_activity(doc: Mapping[str, Any], now: dt.datetime | None = None,
+                      max_age_days: int | None = None) -> str | None:
+    """Return the first rule ``doc`` breaks (a short reason), or None when it is valid.
+
+    ``now`` is the write time (silver passes the row's own, so the outcome never depends on when
+    a job runs); ``max_age_days`` refuses events whose day is that many days or more before the
+    write day (silver: the raw retention, so no late event reaches a day retention has emptied).
+    """
     now = now or dt.datetime.now(dt.timezone.utc)
     if _size(doc) > MAX_DOC_BYTES:
         return Rule.TOO_LARGE
@@ -85,6 +105,10 @@ def validate_activity(doc: Mapping[str, Any], now: dt.datetime | None = None) ->
         return Rule.EVENT_TIME
     if _as_utc(event_time) > now + MAX_CLOCK_SKEW:
         return Rule.FUTURE
+    if max_age_days is not None and (_as_utc(now).date() - _as_utc(event_time).date()).days >= max_age_days:
+        return Rule.TOO_OLD
+    if etype in ITEM_EVENT_TYPES and not _is_id(doc.get("item_id")):
+        return Rule.ITEM_ID
     if etype in VIDEO_EVENT_TYPES:
         pos, dur = doc.get("position_s"), doc.get("duration_s")
         if not (_is_number(pos) and _is_number(dur)):
@@ -97,4 +121,42 @@ def validate_activity(doc: Mapping[str, Any], now: dt.datetime | None = None) ->
             return Rule.QUIZ_SCORE
     if etype == "login" and doc.get("region") not in REGIONS:
         return Rule.LOGIN_REGION
+    if any(doc.get(f) is not None and not isinstance(doc[f], str) for f in STRING_FIELDS) or any(
+            doc.get(f) is not None and not _is_number(doc[f]) for f in NUMBER_FIELDS):
+        return Rule.FIELD_TYPE
     return None
+
+
+#: How silver reads a bronze row's Extended JSON: aware UTC datetimes, and dates outside what a
+#: datetime holds (years 1-9999) as DatetimeMS instead of an error, so the rules can refuse them.
+def _json_options():
+    from bson.codec_options import DatetimeConversion
+    from bson.json_util import JSONOptions
+
+    return JSONOptions(tz_aware=True, tzinfo=dt.timezone.utc, datetime_conversion=DatetimeConversion.DATETIME_AUTO)
+
+
+def judge_raw_activity(raw: str, written_at: dt.datetime, max_age_days: int | None = None) -> dict[str, Any]:
+    """Parse one bronze document (Extended JSON) and judge its top-level values with
+    ``validate_activity``; return ``rule`` (None when valid) and the typed fields silver stores.
+
+    Unparseable text or a document that is not an object is judged too (rule: the event id's),
+    never raised: one bad row must not stop a batch.
+    """
+    from bson import json_util
+
+    try:
+        doc = json_util.loads(raw, json_options=_json_options())
+    except Exception:  # noqa: BLE001 - not Extended JSON at all: refused by the first rule
+        doc = None
+    if not isinstance(doc, dict):
+        return {"rule": Rule.EVENT_ID}
+    rule = validate_activity(doc, now=_as_utc(written_at), max_age_days=max_age_days)
+    if rule:
+        return {"rule": rule}
+    out: dict[str, Any] = {"rule": None, "event_time": _as_utc(doc["event_time"])}
+    for f in ("event_id", "student_id", "course_id", "event_type", *STRING_FIELDS):
+        out[f] = doc.get(f)
+    for f in NUMBER_FIELDS:
+        out[f] = None if doc.get(f) is None else float(doc[f])
+    return out

@@ -101,7 +101,8 @@ def course_doc(params: GenParams, c: int) -> dict:
          "quality_variants": {q: f"https://cdn.example/{cid}/v{v:02d}_{q}.m3u8" for q in ("360p", "720p", "1080p")}}
         for v in range(rng.randrange(3, 9))
     ]
-    quizzes = [{"quiz_id": f"{cid}-q{q:02d}", "max_score": 10, "passing_score": 6,
+    # Quiz ids are per course ("q01" in many courses), as on real platforms: joins must use both keys.
+    quizzes = [{"quiz_id": f"q{q:02d}", "max_score": 10, "passing_score": rng.choice((5, 6, 7, 8)),
                 "questions": rng.randrange(5, 15)} for q in range(rng.randrange(1, 4))]
     pdfs = [{"pdf_id": f"{cid}-p00", "blob_url": f"https://blob.example/pdfs/{cid}/notes.pdf",
              "size_mb": round(rng.uniform(0.2, 12), 1)}]

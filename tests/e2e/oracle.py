@@ -17,7 +17,7 @@ def watched_seconds(events):
     streams = defaultdict(list)
     for d in events:
         if d["event_type"] in ("video_play", "video_pause", "video_seek", "video_complete"):
-            streams[(d["student_id"], d["item_id"])].append(d)
+            streams[(d["student_id"], d["course_id"], d["item_id"])].append(d)
     out = []
     for stream in streams.values():
         stream.sort(key=lambda d: (d["event_time"], d["event_id"]))
@@ -63,7 +63,7 @@ def expected_segments(extracted, settings, as_of, student_scores, passing):
         (recent if age < window else previous)[d["student_id"]] += 1
         if d["event_type"] == "quiz_attempt":
             attempts[d["student_id"]] += 1
-            passes[d["student_id"]].append(d["score"] >= passing[d["item_id"]])
+            passes[d["student_id"]].append(d["score"] >= passing[(d["course_id"], d["item_id"])])
     active = {s: v for s, v in student_scores.items() if recent[s]}
     out = {}
     for student, score in student_scores.items():
@@ -108,11 +108,12 @@ def expected_results(data, settings, end: dt.datetime, run_day: dt.date):
         if d["event_type"] == "quiz_attempt":
             quiz_pcts[key].append(d["score"] / d["max_score"] * 100)
     courses = {c["_id"]: c for c in data.courses}
-    passing = {q["quiz_id"]: q["passing_score"] for c in data.courses for q in c["content"]["quizzes"]}
+    passing = {(c["_id"], q["quiz_id"]): q["passing_score"] for c in data.courses for q in c["content"]["quizzes"]}
     passes = defaultdict(list)
     for d in extracted:
         if d["event_type"] == "quiz_attempt":
-            passes[(d["event_time"].date(), d["course_id"])].append(d["score"] >= passing[d["item_id"]])
+            passes[(d["event_time"].date(), d["course_id"])].append(
+                d["score"] >= passing[(d["course_id"], d["item_id"])])
     watch = defaultdict(float)
     for d, seconds in watched_seconds(extracted):
         watch[(d["event_time"].date(), d["course_id"])] += seconds
@@ -146,7 +147,8 @@ def expected_results(data, settings, end: dt.datetime, run_day: dt.date):
                               key=lambda d: (d["event_time"], d["position_s"]))
         resume = {d["item_id"]: d["position_s"] for d in video_events}
         resume_at = {d["item_id"]: d["event_time"] for d in video_events}
-        passed = {d["item_id"] for d in events if d["event_type"] == "quiz_attempt" and d["score"] >= passing[d["item_id"]]}
+        passed = {d["item_id"] for d in events
+                  if d["event_type"] == "quiz_attempt" and d["score"] >= passing[(d["course_id"], d["item_id"])]}
         status = ("completed" if videos and len(completed) >= len(videos)
                   else "in_progress" if video_events else "not_started")
         progress[key] = {

@@ -24,7 +24,7 @@ def bronze_rows(docs, batch_id):
 
 def ev(eid, **kw):
     d = {"_id": eid, "event_id": eid, "student_id": "s1", "course_id": "c1", "event_type": "video_pause",
-         "event_time": T - dt.timedelta(minutes=5), "position_s": 12.5, "duration_s": 100.0}
+         "item_id": "v1", "event_time": T - dt.timedelta(minutes=5), "position_s": 12.5, "duration_s": 100.0}
     d.update(kw)
     return d
 

@@ -2,14 +2,14 @@ import datetime as dt
 
 import pytest
 
-from learntrack.activity_model import validate_activity
+from learntrack.activity_model import Rule, judge_raw_activity, validate_activity
 
 NOW = dt.datetime(2026, 1, 10, tzinfo=dt.timezone.utc)
 
 
 def doc(**kw):
     base = {"event_id": "e1", "student_id": "s1", "course_id": "c1", "event_type": "video_pause",
-            "event_time": NOW - dt.timedelta(hours=1), "position_s": 10.0, "duration_s": 100.0}
+            "item_id": "v1", "event_time": NOW - dt.timedelta(hours=1), "position_s": 10.0, "duration_s": 100.0}
     base.update(kw)
     return {k: v for k, v in base.items() if v is not ...}
 
@@ -31,6 +31,66 @@ def test_valid_document_passes():
     ({"event_type": "login", "region": "moon-base"}, "unknown region"),
     ({"student_id": "s\u200b1"}, "student_id missing or not"),
     ({"page": "x" * 20_000}, "larger than 16 KiB"),
+    # issue 11, finding 4: a trailing line terminator is not part of an id
+    ({"student_id": "s0001\n"}, "student_id missing or not"),
+    ({"course_id": "c1\r\n"}, "course_id missing or not"),
+    ({"event_id": "e1\u2028"}, "event_id missing or not"),
+    # finding 3: a video event without an item crashed gold (NULL map key)
+    ({"item_id": ...}, "without a short printable item_id"),
+    ({"event_type": "quiz_attempt", "score": 1.0, "max_score": 2.0, "item_id": None}, "item_id"),
+    ({"position_s": float("nan")}, "without numeric"),
+    ({"duration_s": float("inf"), "position_s": 1e308}, "without numeric"),
+    ({"device": {"os": "ios"}}, "optional field of the wrong type"),
+    ({"region": ["eu-west"]}, "optional field of the wrong type"),
+    ({"score": "7"}, "optional field of the wrong type"),
 ])
 def test_each_rule_reports_its_reason(change, reason):
     assert reason in validate_activity(doc(**change), now=NOW)
+
+
+def test_too_old_is_judged_against_the_write_day():
+    old = doc(event_time=NOW - dt.timedelta(days=88, hours=1))  # 89 calendar days before
+    assert validate_activity(old, now=NOW) is None  # no retention given: the write path's default
+    assert validate_activity(old, now=NOW, max_age_days=90) is None
+    assert validate_activity(old, now=NOW, max_age_days=89) == Rule.TOO_OLD
+
+
+def _raw(d):
+    from bson import json_util
+    from bson.json_util import RELAXED_JSON_OPTIONS
+
+    return json_util.dumps(d, json_options=RELAXED_JSON_OPTIONS)
+
+
+def test_judge_reads_top_level_values_not_text():
+    """Finding 10: silver judged fields by searching the raw JSON text."""
+    # A nested object with a field of the same name must not decide the top-level field's type.
+    nested = doc(meta={"student_id": "s-nested"}, student_id=42)
+    assert judge_raw_activity(_raw(nested), NOW)["rule"] == Rule.STUDENT_ID
+    valid_nested = doc(meta={"position_s": "not a number"})
+    assert judge_raw_activity(_raw(valid_nested), NOW)["rule"] is None
+    # Size is the BSON size the write path measures, not escaped JSON text (non-Latin text
+    # escapes to 6 bytes per character in JSON, 3 in BSON).
+    text = "\u4e2d" * 4000  # 12 kB of UTF-8
+    assert validate_activity(doc(note=text), now=NOW) is None
+    assert len(_raw(doc(note=text))) > 16 * 1024 or len(_raw(doc(note=text)).encode()) > 12_000
+    assert judge_raw_activity(_raw(doc(note=text)), NOW)["rule"] is None
+    # A string that looks like Extended JSON is a string, not a date.
+    fake = doc(event_time='{"$date": "2026-01-09T00:00:00Z"}')
+    assert judge_raw_activity(_raw(fake), NOW)["rule"] == Rule.EVENT_TIME
+
+
+def test_judge_types_the_valid_document():
+    out = judge_raw_activity(_raw(doc(position_s=10, session_id="x")), NOW)
+    assert out["rule"] is None and out["position_s"] == 10.0 and isinstance(out["position_s"], float)
+    assert out["event_time"] == NOW - dt.timedelta(hours=1) and out["session_id"] == "x"
+
+
+def test_judge_refuses_dates_beyond_what_a_datetime_holds():
+    """Finding 3: a BSON date outside years 1-9999 raised inside the extraction cursor."""
+    from bson.datetime_ms import DatetimeMS
+
+    raw = _raw(doc(event_time=DatetimeMS(-(10 ** 15))))
+    assert '"$numberLong"' in raw
+    assert judge_raw_activity(raw, NOW)["rule"] == Rule.EVENT_TIME
+    assert judge_raw_activity("not json", NOW)["rule"] == Rule.EVENT_ID

@@ -12,7 +12,7 @@
 # Why not `go install github.com/FerretDB/FerretDB/cmd/ferretdb@...`:
 # build/version/version.txt is generated upstream and absent from the module
 # zip, so such a binary panics at start (upstream issue #2982).  We copy the
-# module source, write the version files, apply five small patches (upstream
+# module source, write the version files, apply six small patches (upstream
 # bugs and PostgreSQL index use, see README.md), and build from the copy.
 set -euo pipefail
 
@@ -23,7 +23,7 @@ FERRETDB_COMMIT="cda72d440810406a208c4670aa7047f5bc8d528f"
 FERRETDB_TAGS=""
 # Reported by `ferretdb --version` as "package:"; bump the suffix whenever the
 # local patches below change, so that older builds get rebuilt.
-FERRETDB_PACKAGE="learntrack-p5"
+FERRETDB_PACKAGE="learntrack-p6"
 
 log() { printf 'ferretdb: %s\n' "$*"; }
 die() { printf 'ferretdb: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -159,6 +159,27 @@ log "patching: connections use plan_cache_mode=force_custom_plan (PostgreSQL bac
 old=$'\tvalues.Set("application_name", "FerretDB")\n'
 new="$old"$'\n\tif !values.Has("plan_cache_mode") {\n\t\tvalues.Set("plan_cache_mode", "force_custom_plan")\n\t}\n'
 replace_once "$SRC/internal/backends/postgresql/metadata/pool/uri.go"
+
+# 6. update (upstream bug, both backends; fatal with PostgreSQL): the
+#    `update` command ran every statement's query with `defer closer.Close()`
+#    inside its loop, so each query iterator (an open pgx result holding a
+#    pooled connection) stayed open until the whole command returned.  For a
+#    non-multi statement that matches a document (ReplaceOne/UpdateOne on an
+#    existing doc) the limit iterator stops after one row and never reaches
+#    the end of the result, so the connection stays checked out while the
+#    write (UpdateAll, a transaction) needs a second one.  The 50th such
+#    statement in one command found the pool (pool_max_conns=50) exhausted
+#    and waited in pgxpool Acquire forever (the client's disconnect does not
+#    cancel a running command), and every other request then queued behind
+#    the 50 held, idle connections until FerretDB was restarted.  Now a
+#    non-multi statement reads its (at most one) document and closes the
+#    query before writing, and every statement's iterators are closed before
+#    the next statement runs (multi statements still read while writing:
+#    two connections at a time, released per statement).
+log "patching: update releases each statement's query connection (upstream pool deadlock)"
+old=$'\t\tcloser := iterator.NewMultiCloser()\n\t\tdefer closer.Close()\n\n\t\tcloser.Add(res.Iter)\n\n\t\titer := common.FilterIterator(res.Iter, closer, u.Filter)\n\n\t\tif !u.Multi {\n\t\t\titer = common.LimitIterator(iter, closer, 1)\n\t\t}\n\n\t\tresult, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n\t\tif err != nil {\n'
+new=$'\t\tcloser := iterator.NewMultiCloser()\n\n\t\tcloser.Add(res.Iter)\n\n\t\titer := common.FilterIterator(res.Iter, closer, u.Filter)\n\n\t\tif !u.Multi {\n\t\t\t// read the (at most one) matching document, then release the query\'s connection before writing\n\t\t\tvar docs []*types.Document\n\t\t\tdocs, err = iterator.ConsumeValues(common.LimitIterator(iter, closer, 1))\n\t\t\tcloser.Close()\n\n\t\t\tif err != nil {\n\t\t\t\treturn 0, 0, nil, lazyerrors.Error(err)\n\t\t\t}\n\n\t\t\titer = iterator.Values(iterator.ForSlice(docs))\n\t\t}\n\n\t\tresult, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n\n\t\titer.Close()\n\t\tcloser.Close()\n\n\t\tif err != nil {\n'
+replace_once "$SRC/internal/handler/msg_update.go"
 
 # --- Build ---------------------------------------------------------------------
 log "building (tags: ${FERRETDB_TAGS:-default}; fetches dependencies; a cold build takes a few minutes)"
