@@ -199,10 +199,17 @@ def build_course_items(spark, settings: Settings, interval: Interval, batches=No
         "course_id", F.col("p.pdf_id").alias("item_id"), F.lit("pdf").alias("item_type"),
         F.lit(None).cast("double").alias("duration_s"), F.lit(None).cast("double").alias("max_score"),
         F.lit(None).cast("double").alias("passing_score"), "updated_at")
-    items = videos.unionByName(quizzes).unionByName(pdfs).where(F.col("item_id").isNotNull()).persist()
+    # Only a version at least as new as the stored one replaces a course's items: re-running an older
+    # batch after the course changed must not bring its old content back (issue 11, finding 5).
+    path = ensure_table(spark, SILVER_COURSE_ITEMS, lake)
+    stored = (read_table(spark, SILVER_COURSE_ITEMS, lake).groupBy("course_id")
+              .agg(F.max("updated_at").alias("stored_at")))
+    newer = (courses.select(F.col("j._id").alias("course_id"), "updated_at").join(stored, "course_id", "left")
+             .where(F.col("stored_at").isNull() | (F.col("updated_at") >= F.col("stored_at"))))
+    changed = sorted({r["course_id"] for r in newer.select("course_id").collect()})
+    items = (videos.unionByName(quizzes).unionByName(pdfs)
+             .where(F.col("item_id").isNotNull() & F.col("course_id").isin(changed))).persist()
     try:
-        changed = [r[0] for r in courses.select(F.col("j._id")).distinct().collect()]
-        path = ensure_table(spark, SILVER_COURSE_ITEMS, lake)
         target = DeltaTable.forPath(spark, path)
         if changed:  # one MERGE: a changed course's items are replaced whole, items it lost are deleted
             (target.alias("t")
