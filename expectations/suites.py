@@ -62,6 +62,15 @@ def bronze_batch_suite(table: Table, expected_rows: int):
     return _table_suite(table, [gxe.ExpectTableRowCountToEqual(value=expected_rows)], name=f"bronze.{table.name}.batch")
 
 
+def bronze_completeness_suite(table: Table, exact: bool):
+    """Over ``expectations.gates.bronze_completeness``: no MongoDB document of a reconciled bucket is
+    missing from bronze; for an insert-only source, bronze holds no more than MongoDB either."""
+    exps = [_between("missing_from_bronze", 0, 0)]
+    if exact:
+        exps.append(_at_least("in_mongo", "in_bronze"))
+    return SuiteSpec(name=f"bronze.{table.name}.completeness", expectations=exps)
+
+
 def silver_activities_suite():
     return _table_suite(SILVER_ACTIVITIES, [
         _in_set("event_type", EVENT_TYPES),

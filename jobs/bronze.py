@@ -101,6 +101,39 @@ def _append(df, path: str) -> None:
     df.write.format("delta").mode("append").save(path)
 
 
+def reconcile_days(watermark, upper: dt.datetime, lookback_days: int) -> list[str]:
+    """The day buckets reconciled by count: from ``lookback_days`` before the watermark's day (the
+    day of ``upper`` on a first run) to the day of ``upper``."""
+    end = upper.astimezone(UTC).date()
+    start = (watermark[0].astimezone(UTC).date() if watermark else end) - dt.timedelta(days=lookback_days)
+    return [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+
+def bucket_counts(spark, source: Source, lake_root: str, collection, days: list[str], upper: dt.datetime):
+    """Per day bucket: (documents MongoDB holds written up to ``upper``, distinct ids bronze holds for
+    the same bucket and bound). Independent of the watermark: what the bronze gate compares."""
+    from pyspark.sql import functions as F
+
+    bronze = spark.read.format("delta").load(ensure_table(spark, source.table, lake_root))
+    stored = {r["d"].isoformat(): r["n"] for r in bronze
+              .where(F.col("ingest_date").isin([dt.date.fromisoformat(d) for d in days])
+                     & (F.col("source_updated_at") <= F.lit(upper)))
+              .groupBy(F.col("ingest_date").alias("d")).agg(F.countDistinct("source_id").alias("n")).collect()}
+    return {d: (collection.count_documents({source.bucket_field: d, source.watermark_field: {"$lte": upper}}),
+                stored.get(d, 0)) for d in days}
+
+
+def _missing_ids(spark, source: Source, lake_root: str, collection, day: str, upper: dt.datetime) -> list:
+    """Ids of the bucket's documents (up to ``upper``) that bronze does not hold."""
+    from pyspark.sql import functions as F
+
+    bronze = spark.read.format("delta").load(ensure_table(spark, source.table, lake_root))
+    have = {r[0] for r in bronze.where(F.col("ingest_date") == F.lit(dt.date.fromisoformat(day)))
+            .select("source_id").distinct().collect()}
+    return [d["_id"] for d in collection.find({source.bucket_field: day, source.watermark_field: {"$lte": upper}},
+                                              {"_id": 1}) if str(d["_id"]) not in have]
+
+
 def extract_source(spark, settings: Settings, interval: Interval, source: Source, db,
                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     from bson import json_util
@@ -112,11 +145,12 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
     now = dt.datetime.now(UTC)
     upper = min(interval.end, now - dt.timedelta(seconds=settings.extract_safety_lag_s))
     flt = _mongo_filter(source.watermark_field, watermark, upper)
-    days = _buckets(db[source.collection], source, watermark, upper)
-    expected = sum(db[source.collection].count_documents({source.bucket_field: d, **flt}) for d in days)
+    collection = db[source.collection]
+    days = _buckets(collection, source, watermark, upper)
     schema = source.table.spark_schema()
     rows: list[tuple] = []
     written = 0
+    unreadable: list[str] = []
     extracted_at = now  # aware: a naive value would be read as the host's local time
 
     def commit() -> None:
@@ -127,33 +161,68 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
         written += len(rows)
         rows.clear()
         if progress:
-            progress(f"bronze.{source.table.name}: {written}/{expected} rows committed")
+            progress(f"bronze.{source.table.name}: {written:,} rows committed")
 
-    # One day bucket at a time, oldest first: an equality filter the server serves from an index,
-    # so a run reads what is new, never the collection's history. Only documents stamped with a
-    # bucket and a date watermark can match (docs/decisions.md, "extraction watermark").
-    docs = (doc for d in days for doc in db[source.collection].find({source.bucket_field: d, **flt})
-            .sort([(source.watermark_field, 1), ("_id", 1)]).batch_size(settings.extract_batch_size))
-    for doc in docs:
-        ts_utc = doc[source.watermark_field].astimezone(UTC)
+    def add(doc) -> None:
+        ts = doc[source.watermark_field]
+        if not isinstance(ts, dt.datetime):  # a date beyond years 1-9999 (decoded as DatetimeMS)
+            unreadable.append(str(doc["_id"]))
+            return
+        ts_utc = ts.astimezone(UTC)
         rows.append((str(doc["_id"]), json_util.dumps(doc, json_options=RELAXED_JSON_OPTIONS), ts_utc,
                      interval.batch_id, extracted_at, ts_utc.date()))
         if len(rows) >= COMMIT_ROWS:
             commit()
+
+    # One day bucket at a time, oldest first: an equality filter the server serves from an index,
+    # so a run reads what is new, never the collection's history. Only documents stamped with a
+    # bucket and a date watermark can match (docs/decisions.md, "extraction watermark").
+    for d in days:
+        for doc in (collection.find({source.bucket_field: d, **flt})
+                    .sort([(source.watermark_field, 1), ("_id", 1)]).batch_size(settings.extract_batch_size)):
+            add(doc)
     commit()
-    return {"table": source.table.qualified, "expected": expected, "extracted": written,
-            "already_in_batch": already,
+    new_rows = written
+
+    # Reconcile the recent buckets by count, independently of the watermark: a document written
+    # behind it (a slow flush, a writer's slow clock, a caller-set write time) is extracted now.
+    # (Rows are committed first, so the count sees them; an append keeps the watermark: the
+    # repaired rows are older than the newest row.)
+    repaired = 0
+    for d, (in_mongo, in_bronze) in bucket_counts(spark, source, settings.lake_uri, collection,
+                                                  reconcile_days(watermark, upper, settings.extract_reconcile_days),
+                                                  upper).items():
+        if in_mongo > in_bronze:
+            ids = _missing_ids(spark, source, settings.lake_uri, collection, d, upper)
+            for start in range(0, len(ids), 1000):
+                for doc in collection.find({"_id": {"$in": ids[start:start + 1000]}}):
+                    add(doc)
+            commit()
+            repaired += len(ids)
+            log.warning("bronze.%s: %d documents of bucket %s were behind the watermark; extracted now",
+                        source.table.name, len(ids), d)
+    if unreadable:
+        raise ValueError(f"{source.collection}: {len(unreadable)} documents have a {source.watermark_field} that is not "
+                         f"a date between years 1 and 9999 (first ids: {unreadable[:5]}); the write path stamps it, "
+                         f"so another writer did: fix or delete them, then re-run")
+    return {"table": source.table.qualified, "extracted": written, "new_rows": new_rows,
+            "repaired_behind_watermark": repaired, "already_in_batch": already,
             "watermark_before": watermark[0].isoformat() if watermark else None, "upper": upper.isoformat()}
 
 
 def extract_bronze(spark, settings: Settings, interval: Interval,
                    progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Extract every source collection's new documents up to the interval end."""
+    from bson.codec_options import CodecOptions, DatetimeConversion
+
     from learntrack.mongo_ops import client
 
     mongo = client(settings)
     try:
-        db = mongo[settings.mongo_db]
+        # A date outside years 1-9999 decodes as DatetimeMS instead of raising InvalidBSON inside
+        # the cursor (which stopped every run at the same document); silver then quarantines it.
+        db = mongo.get_database(settings.mongo_db, codec_options=CodecOptions(
+            tz_aware=True, tzinfo=UTC, datetime_conversion=DatetimeConversion.DATETIME_AUTO))
         return [extract_source(spark, settings, interval, src, db, progress) for src in SOURCES]
     finally:
         mongo.close()

@@ -14,7 +14,7 @@ from typing import Any
 
 from jobs.common import Interval, ensure_table, read_table, table_version
 from lake.tables import (BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, QUARANTINE, SILVER_ACTIVITIES,
-                         SILVER_COURSE_ITEMS, SILVER_STUDENTS, SILVER_STUDENTS_HISTORY)
+                         SILVER_COURSE_ITEMS, SILVER_STUDENTS, SILVER_STUDENTS_HISTORY, SILVER_TABLES)
 from learntrack.settings import Settings
 
 JUDGED_SCHEMA = ("rule STRING, event_id STRING, student_id STRING, course_id STRING, item_id STRING, "
@@ -60,7 +60,7 @@ def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any
     from lake.ledger import pending_from_table
 
     lake = settings.lake_uri
-    version_before = table_version(spark, SILVER_ACTIVITIES, lake)
+    versions_before = {t.qualified: table_version(spark, t, lake) for t in SILVER_TABLES}
     bronze = spark.read.format("delta").load(ensure_table(spark, BRONZE_ACTIVITIES, lake))
     pending = pending_from_table(spark, lake, "silver", interval.batch_id, bronze)
     batch = typed_activities(bronze.where(pending.batch_filter()), settings.raw_retention_days).persist()
@@ -73,6 +73,11 @@ def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any
         # Inside the batch keep the first write of each event id; the rest are duplicates.
         first = Window.partitionBy("event_id").orderBy("ingested_at", "source_id")
         unique = (good.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n"))
+        # An id silver already holds on any day is a duplicate too (the same id written again with
+        # another event time would otherwise be kept twice). Reads silver's event_id column only.
+        held = read_table(spark, SILVER_ACTIVITIES, lake).select("event_id").join(
+            unique.select("event_id"), "event_id", "left_semi")
+        unique = unique.join(held, "event_id", "left_anti")
         valid = good.count()
 
         q_path = ensure_table(spark, QUARANTINE, lake)
@@ -105,7 +110,7 @@ def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any
         "rows_in": rows_in, "rows_out": inserted, "inserted": inserted,
         "duplicates": valid - inserted, "quarantined": quarantined, "quarantine_by_rule": by_rule,
         "affected_dates": [d.isoformat() for d in days], "students_upserted": students,
-        "course_items_upserted": course_items, "versions_before": {SILVER_ACTIVITIES.qualified: version_before},
+        "course_items_upserted": course_items, "versions_before": versions_before,
     }
     return result  # gate_silver reconciles these counts against what landed in the tables
 

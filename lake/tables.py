@@ -321,6 +321,8 @@ ALL_TABLES = (BRONZE_ACTIVITIES, BRONZE_STUDENTS, BRONZE_COURSES, SILVER_ACTIVIT
               GOLD_STUDENT_COURSE_ENGAGEMENT, GOLD_STUDENT_ENGAGEMENT, GOLD_STUDENT_COURSE_PROGRESS, GOLD_MULTI_REGION,
               GOLD_PIPELINE_RUNS, STAGE_LEDGER)
 #: Gold tables built from silver by build_gold and checked by gate_gold.
+BRONZE_TABLES = tuple(t for t in ALL_TABLES if t.layer == "bronze" and not t.bookkeeping)
+SILVER_TABLES = tuple(t for t in ALL_TABLES if t.layer == "silver" and not t.bookkeeping)
 GOLD_TABLES = tuple(t for t in ALL_TABLES if t.layer == "gold" and not t.bookkeeping)
 #: Tables holding data derived from the source (what same-data comparisons compare).
 DATA_TABLES = tuple(t for t in ALL_TABLES if not t.bookkeeping)

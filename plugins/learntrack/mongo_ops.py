@@ -30,9 +30,19 @@ def day_bucket(ts: dt.datetime) -> str:
 
 
 def client(settings: Settings):
+    """The project's one way to a MongoDB client: timezone-aware, and never waiting forever (server
+    selection, connect and socket timeouts from settings; a server that is down or hung surfaces
+    as a pymongo ``ConnectionFailure`` naming its address)."""
     from pymongo import MongoClient
 
-    return MongoClient(settings.mongo_uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+    return MongoClient(settings.mongo_uri, tz_aware=True, **client_timeouts(settings))
+
+
+def client_timeouts(settings: Settings) -> dict[str, int]:
+    """MongoClient's timeout options (milliseconds) from the settings (seconds)."""
+    return {"serverSelectionTimeoutMS": round(settings.mongo_server_selection_timeout_s * 1000),
+            "connectTimeoutMS": round(settings.mongo_connect_timeout_s * 1000),
+            "socketTimeoutMS": round(settings.mongo_socket_timeout_s * 1000)}
 
 
 def database(settings: Settings, mongo_client=None):
@@ -119,12 +129,15 @@ def insert_activities(db, docs: Iterable[Mapping[str, Any]], *, validate: bool =
     """Bulk, unordered insert. Invalid documents are reported with their reason and skipped;
     duplicates of an existing event id are counted; everything else is written.
 
-    ``ingested_at`` is the write time: set here unless the caller (the generator replaying
-    history) already provides one.
+    ``ingested_at`` is the write time, stamped per flush (``now`` when given, else the clock at the
+    flush), so a long call does not stamp late flushes with its start time: extraction leaves the
+    newest ``extract_safety_lag_s`` for the next run and would otherwise never see them. A caller
+    that supplies ``ingested_at`` (the generator replaying history) writes behind the watermark
+    when extraction has already passed it; extraction's bucket reconciliation picks those up
+    (``extract_reconcile_days``) and the bronze gate's independent count detects any it cannot.
     """
     from pymongo.errors import BulkWriteError
 
-    now = now or dt.datetime.now(dt.timezone.utc)
     report = InsertReport()
     batch: list[dict] = []
     batch_index: list[int] = []
@@ -132,6 +145,11 @@ def insert_activities(db, docs: Iterable[Mapping[str, Any]], *, validate: bool =
     def flush() -> None:
         if not batch:
             return
+        stamp = now or dt.datetime.now(dt.timezone.utc)
+        for doc in batch:
+            if doc.get("ingested_at") is None:
+                doc["ingested_at"] = stamp
+            doc["ingest_day"] = day_bucket(doc["ingested_at"])
         try:
             res = db.activities.insert_many(batch, ordered=False)
             report.inserted += len(res.inserted_ids)
@@ -149,14 +167,12 @@ def insert_activities(db, docs: Iterable[Mapping[str, Any]], *, validate: bool =
     for i, raw in enumerate(docs):
         doc = dict(raw)
         if validate:
-            reason = validate_activity(doc, now=now)
+            reason = validate_activity(doc, now=now or dt.datetime.now(dt.timezone.utc))
             if reason:
                 report.rejected.append((i, reason))
                 continue
         if "event_id" in doc and "_id" not in doc:
             doc["_id"] = doc["event_id"]
-        doc.setdefault("ingested_at", now)
-        doc["ingest_day"] = day_bucket(doc["ingested_at"])
         batch.append(doc)
         batch_index.append(i)
         if len(batch) >= batch_size:

@@ -16,13 +16,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from lake.tables import (BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, GOLD_TABLES, QUARANTINE,
-                         SILVER_ACTIVITIES, SILVER_COURSE_ITEMS, SILVER_STUDENTS, SILVER_STUDENTS_HISTORY)
-from learntrack.intervals import Interval, to_utc
+from lake.tables import BRONZE_TABLES, GOLD_TABLES, SILVER_TABLES
+from learntrack.intervals import Interval
 from learntrack.settings import Settings
 
-BRONZE_TABLES = (BRONZE_ACTIVITIES, BRONZE_STUDENTS, BRONZE_COURSES)
-SILVER_TABLES = (SILVER_ACTIVITIES, QUARANTINE, SILVER_STUDENTS, SILVER_STUDENTS_HISTORY, SILVER_COURSE_ITEMS)
 
 Progress = Callable[[str], None]
 
@@ -41,49 +38,10 @@ def extract_bronze(settings: Settings, interval: Interval, progress: Progress | 
 
 
 def gate_bronze(settings: Settings, interval: Interval, extract_bronze: dict) -> dict[str, Any]:
-    """Each source's bronze batch holds exactly the rows MongoDB counted for its range."""
-    from pyspark.sql import functions as F
+    """Each source's batch holds what extraction committed; MongoDB's recent buckets are all in bronze."""
+    from expectations import gates
 
-    from expectations.gate import validate
-    from expectations.suites import bronze_batch_suite, freshness_suite
-    from jobs.bronze import SOURCES
-    from jobs.common import read_table
-
-    spark = _spark(settings)
-    # Rows of this batch from an earlier, interrupted attempt count too: the watermark resumed
-    # after them, so the expected total is what this attempt saw plus those.
-    expected = {e["table"]: e["expected"] + e.get("already_in_batch", 0) for e in extract_bronze["sources"]}
-    out = []
-    for src in SOURCES:
-        batch = read_table(spark, src.table, settings.lake_uri).where(F.col("batch_id") == interval.batch_id)
-        suite = bronze_batch_suite(src.table, expected.get(src.table.qualified, 0))
-        out.append(validate(batch, suite, settings, interval.batch_id))
-    out.append(validate(_activity_freshness(spark, settings, interval),
-                        freshness_suite("bronze.activities.freshness", settings.freshness_max_hours),
-                        settings, interval.batch_id))
-    return _gate_result(out)
-
-
-def _gate_result(checks: list[dict]) -> dict[str, Any]:
-    return {"checks": checks, "gate_checks": sum(c["evaluated"] for c in checks),
-            "gate_failed": sum(c["evaluated"] - c["passed"] for c in checks)}
-
-
-def _activity_freshness(spark, settings: Settings, interval: Interval):
-    """One row: hours between the interval end and the newest activity written before it (reads
-    only the last few ingest-day partitions)."""
-    from pyspark.sql import functions as F
-
-    from jobs.common import read_table
-    from lake.tables import BRONZE_ACTIVITIES
-
-    end = interval.end.astimezone(dt.timezone.utc)
-    since = end.date() - dt.timedelta(days=int(settings.freshness_max_hours // 24) + 2)
-    newest = (read_table(spark, BRONZE_ACTIVITIES, settings.lake_uri)
-              .where(F.col("ingest_date").between(since, end.date()) & (F.col("source_updated_at") <= F.lit(end)))
-              .agg(F.max("source_updated_at")).first()[0])
-    age = None if newest is None else (end - to_utc(newest)).total_seconds() / 3600
-    return spark.createDataFrame([(age,)], "newest_age_hours double")
+    return gates.gate_bronze(_spark(settings), settings, interval, extract_bronze)
 
 
 def build_silver(settings: Settings, interval: Interval) -> dict[str, Any]:
@@ -92,82 +50,11 @@ def build_silver(settings: Settings, interval: Interval) -> dict[str, Any]:
     return build(_spark(settings), settings, interval)
 
 
-def _validate_or_quarantine(spark, settings: Settings, interval: Interval, checks: list, written: list) -> list[dict]:
-    """Run every (frame, suite); on a failure, move what this run wrote aside (``written``:
-    (table, version before the run, rows)) and restore those tables before failing the task."""
-    from expectations.gate import GateFailed, validate
-    from jobs.common import quarantine_run_output
-
-    try:
-        return [validate(df, suite, settings, interval.batch_id) for df, suite in checks]
-    except GateFailed as exc:
-        restored = quarantine_run_output(spark, settings.lake_uri, interval.batch_id, written)
-        raise GateFailed(exc.suite, exc.failures + [f"restored {restored or 'nothing'}; this run's rows are "
-                                                    f"under {settings.lake_uri}/quarantine/"], exc.report) from exc
-
-
 def gate_silver(settings: Settings, interval: Interval, build_silver: dict) -> dict[str, Any]:
-    """Silver rows of the affected days, the write lag, and the reconciliation of every bronze batch
-    build_silver took in; on success, records silver as completed for them in the stage ledger."""
-    from pyspark.sql import functions as F
+    """Silver of the affected days and the reconciliation of every bronze batch taken in."""
+    from expectations import gates
 
-    from expectations.suites import reconciliation_suite, silver_activities_suite, silver_timing_suite
-    from jobs.common import read_table
-    from lake import ledger
-    from lake.tables import SILVER_ACTIVITIES
-
-    spark = _spark(settings)
-    days = [dt.date.fromisoformat(d) for d in build_silver["affected_dates"]]
-    batches = build_silver.get("input_batches") or [interval.batch_id]
-    df = read_table(spark, SILVER_ACTIVITIES, settings.lake_uri).where(F.col("event_date").isin(days))
-    timing = df.select((F.col("ingested_at").cast("double") - F.col("event_time").cast("double")).alias("write_lag_s"))
-    checks = [(df, silver_activities_suite()), (timing, silver_timing_suite()),
-              (silver_reconciliation(spark, settings, batches, days),
-               reconciliation_suite("silver.activities.reconciliation", [("rows_in", "accounted")],
-                                    ["valid_ids_missing_from_silver", "kept_beyond_distinct_ids",
-                                     "bronze_batches_not_taken_in"]))]
-    written = [(SILVER_ACTIVITIES, (build_silver.get("versions_before") or {}).get(SILVER_ACTIVITIES.qualified),
-                read_table(spark, SILVER_ACTIVITIES, settings.lake_uri).where(F.col("batch_id").isin(batches)))]
-    result = _gate_result(_validate_or_quarantine(spark, settings, interval, checks, written))
-    ledger.record(spark, settings.lake_uri, "silver", interval.batch_id, batches, days)
-    return result
-
-
-def silver_reconciliation(spark, settings: Settings, batches: list[str], days: list[dt.date]):
-    """One row of counts for the batches silver took in, from what is stored in each table: bronze
-    rows in must equal silver rows kept + quarantine rows + duplicates (valid rows whose event id was
-    already kept), every valid event id of the batches must be in silver, and no bronze batch up to
-    the run's own that silver has not completed may be left out (a stranded batch)."""
-    from pyspark.sql import functions as F
-
-    from jobs.common import read_table
-    from jobs.silver import typed_activities
-    from lake.ledger import pending_from_table
-    from lake.tables import BRONZE_ACTIVITIES, QUARANTINE, SILVER_ACTIVITIES
-
-    lake = settings.lake_uri
-    bronze_all = read_table(spark, BRONZE_ACTIVITIES, lake)
-    # Independent of build_silver's own list: which batches are pending now, as the ledger sees it.
-    stranded = set(pending_from_table(spark, lake, "silver", max(batches), bronze_all).batches) - set(batches)
-    bronze = bronze_all.where(F.col("batch_id").isin(batches))
-    # Parsed once: the three counts below would otherwise each re-parse the raw batch.
-    valid = typed_activities(bronze).where(F.col("rule").isNull()).select("event_id").persist()
-    try:
-        silver = read_table(spark, SILVER_ACTIVITIES, lake).where(F.col("event_date").isin(days))
-        rows_in = bronze.count()
-        kept = silver.where(F.col("batch_id").isin(batches)).count()
-        quarantined = read_table(spark, QUARANTINE, lake).where(F.col("batch_id").isin(batches)).count()
-        valid_rows = valid.count()
-        missing = valid.join(silver.select("event_id"), "event_id", "left_anti").distinct().count()
-        over_kept = max(0, kept - valid.distinct().count())  # a row inserted twice
-    finally:
-        valid.unpersist()
-    accounted = kept + quarantined + (valid_rows - kept)
-    return spark.createDataFrame([(rows_in, accounted, kept, quarantined, valid_rows - kept, missing, over_kept,
-                                   len(stranded))],
-                                 "rows_in long, accounted long, kept long, quarantined long, duplicates long, "
-                                 "valid_ids_missing_from_silver long, kept_beyond_distinct_ids long, "
-                                 "bronze_batches_not_taken_in long")
+    return gates.gate_silver(_spark(settings), settings, interval, build_silver)
 
 
 def build_gold(settings: Settings, interval: Interval) -> dict[str, Any]:
@@ -177,49 +64,10 @@ def build_gold(settings: Settings, interval: Interval) -> dict[str, Any]:
 
 
 def gate_gold(settings: Settings, interval: Interval, build_gold: dict) -> dict[str, Any]:
-    """Every gold row this run wrote: the recomputed days, the recomputed as-of days, and the
-    progress rows of the batches' students; on success, records gold as completed in the ledger."""
-    from pyspark.sql import functions as F
+    """Every gold row this run wrote, and silver's events of the recomputed days equal gold's."""
+    from expectations import gates
 
-    from expectations import suites
-    from jobs.common import read_table
-    from lake import ledger
-    from lake.tables import (GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_ENGAGEMENT,
-                             GOLD_STUDENT_COURSE_PROGRESS, GOLD_STUDENT_ENGAGEMENT, SILVER_ACTIVITIES)
-
-    spark = _spark(settings)
-    lake = settings.lake_uri
-    days = [dt.date.fromisoformat(d) for d in build_gold["recomputed_dates"]]
-    as_of_days = [dt.date.fromisoformat(d) for d in build_gold.get("engagement_dates", [])]
-    batches = build_gold.get("input_batches") or [interval.batch_id]
-    students = (read_table(spark, SILVER_ACTIVITIES, lake).where(F.col("batch_id").isin(batches))
-                .select("student_id").distinct())
-    written = [  # (table, the rows this run wrote, their suite)
-        (GOLD_COURSE_DAILY, read_table(spark, GOLD_COURSE_DAILY, lake).where(F.col("event_date").isin(days)),
-         suites.gold_course_daily_suite()),
-        (GOLD_STUDENT_COURSE_ENGAGEMENT,
-         read_table(spark, GOLD_STUDENT_COURSE_ENGAGEMENT, lake).where(F.col("as_of_date").isin(as_of_days)),
-         suites.gold_student_course_engagement_suite()),
-        (GOLD_STUDENT_ENGAGEMENT,
-         read_table(spark, GOLD_STUDENT_ENGAGEMENT, lake).where(F.col("as_of_date").isin(as_of_days)),
-         suites.gold_student_engagement_suite()),
-        (GOLD_STUDENT_COURSE_PROGRESS,
-         read_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake).join(students, "student_id", "left_semi"),
-         suites.gold_student_course_progress_suite()),
-        (GOLD_MULTI_REGION, read_table(spark, GOLD_MULTI_REGION, lake).where(F.col("event_date").isin(days)),
-         suites.gold_multi_region_suite(settings.multi_region_window_minutes)),
-    ]
-    silver_events = read_table(spark, SILVER_ACTIVITIES, lake).where(F.col("event_date").isin(days)).count()
-    gold_events = written[0][1].agg(F.sum("events")).first()[0] or 0
-    checks = [(df, suite) for _, df, suite in written]
-    checks.append((spark.createDataFrame([(silver_events, gold_events)], "silver_events long, gold_events long"),
-                   suites.reconciliation_suite("gold.course_daily_engagement.reconciliation",
-                                               [("silver_events", "gold_events")])))
-    before = build_gold.get("versions_before") or {}
-    result = _gate_result(_validate_or_quarantine(spark, settings, interval, checks,
-                                                  [(t, before.get(t.qualified), df) for t, df, _ in written]))
-    ledger.record(spark, lake, "gold", interval.batch_id, batches, days)
-    return result
+    return gates.gate_gold(_spark(settings), settings, interval, build_gold)
 
 
 def _publish_pending(settings: Settings, interval: Interval, sink: str, publish: Callable[[list[dt.date]], dict]):

@@ -29,6 +29,11 @@ class Settings:
     # Empty URIs point at the local stack (stack_host and the ports below).
     mongo_uri: str = ""
     mongo_db: str = "learntrack"
+    # Every MongoDB client of ours gives up instead of waiting forever (seconds): finding a server,
+    # opening a connection, and one reply (long enough for an extraction's cursor batches).
+    mongo_server_selection_timeout_s: float = 5.0
+    mongo_connect_timeout_s: float = 5.0
+    mongo_socket_timeout_s: float = 120.0
     redis_url: str = ""
     redis_prefix: str = "learntrack"
     cassandra_hosts: str = ""  # comma-separated contact points
@@ -42,6 +47,9 @@ class Settings:
     neo4j_uri: str = ""
     neo4j_user: str = ""  # empty: no auth (the local embedded server runs without it)
     neo4j_password: str = ""
+    # How long the CLI's check that Redis, Cassandra or Neo4j answers waits before it says the
+    # store is down (`learntrack summary` checks every store before it starts Spark).
+    store_check_timeout_s: float = 5.0
 
     # --- lake and compute -----------------------------------------------------------------------
     lake_root: str = ""  # path or URI (file:///..., s3a://..., abfss://...); default <home>/lake
@@ -72,6 +80,10 @@ class Settings:
     # Documents written less than this many seconds before the interval end are left for the
     # next run: a write with an earlier ingested_at may still be in flight on another node.
     extract_safety_lag_s: int = 5
+    # Day buckets before the watermark's own that extraction reconciles by count with bronze (and
+    # the bronze gate checks): a write that landed behind the watermark (slow flush, slow clock,
+    # caller-set write time) is found there and extracted late instead of being lost.
+    extract_reconcile_days: int = 1
     # gate_bronze fails when the newest activity written up to the interval end is older than this.
     freshness_max_hours: float = 24.0
 

@@ -55,14 +55,7 @@ def test_quarantine_rules_dedup_and_reconciliation(spark, fresh_lake):
     spark.createDataFrame(bronze_rows(docs + [dup], interval.batch_id),
                           BRONZE_ACTIVITIES.spark_schema()).write.format("delta").mode("append").save(path)
 
-    result = build_silver(spark, fresh_lake, interval)
-    assert result["rows_in"] == 14
-    assert (result["inserted"], result["duplicates"], result["quarantined"]) == (3, 1, 10)
-    assert result["rows_in"] == result["inserted"] + result["duplicates"] + result["quarantined"]
-    assert result["affected_dates"] == ["2026-01-07", "2026-01-09"]
-
-    q = {r["source_id"]: r["rule"] for r in read_table(spark, QUARANTINE, fresh_lake.lake_uri).collect()}
-    assert q == {
+    want_quarantine = {  # the rule each malformed document breaks, by its _id
         "noid": "event_id missing or not a short printable string",
         "badtype": "unknown event_type",
         "badpos": "video position outside [0, duration]",
@@ -74,6 +67,23 @@ def test_quarantine_rules_dedup_and_reconciliation(spark, fresh_lake):
         "zwsp": "student_id missing or not a short printable string",
         "huge": "document larger than 16 KiB",
     }
+    result = build_silver(spark, fresh_lake, interval)
+    assert result["rows_in"] == 14
+    # The counts from the input (not from each other): the well-formed rows, each event id kept
+    # once, the rest duplicates; and the reported counts are what the tables hold.
+    well_formed = [d for d in docs + [dup] if d["_id"] not in want_quarantine]
+    distinct_ids = {d["event_id"] for d in well_formed}
+    assert (result["inserted"], result["duplicates"], result["quarantined"]) == \
+        (len(distinct_ids), len(well_formed) - len(distinct_ids), len(want_quarantine))
+    stored = (read_table(spark, BRONZE_ACTIVITIES, fresh_lake.lake_uri).where(f"batch_id = '{interval.batch_id}'").count(),
+              read_table(spark, SILVER_ACTIVITIES, fresh_lake.lake_uri).count(),
+              read_table(spark, QUARANTINE, fresh_lake.lake_uri).count())
+    assert (result["rows_in"], result["inserted"], result["quarantined"]) == stored
+    assert (result["inserted"], result["duplicates"], result["quarantined"]) == (3, 1, 10)
+    assert result["affected_dates"] == ["2026-01-07", "2026-01-09"]
+
+    q = {r["source_id"]: r["rule"] for r in read_table(spark, QUARANTINE, fresh_lake.lake_uri).collect()}
+    assert q == want_quarantine
     silver = {r["event_id"]: r for r in read_table(spark, SILVER_ACTIVITIES, fresh_lake.lake_uri).collect()}
     assert set(silver) == {"ok1", "ok2", "ok3"}
     assert silver["ok1"]["position_s"] == 12.5 and silver["ok2"]["score"] == 7.0
@@ -88,24 +98,31 @@ def test_quarantine_rules_dedup_and_reconciliation(spark, fresh_lake):
     from delta.tables import DeltaTable
 
     from expectations.gate import GateFailed, validate
+    from expectations.gates import SILVER_RECONCILIATION_ZERO, silver_reconciliation
     from expectations.suites import reconciliation_suite
-    from learntrack.pipeline import silver_reconciliation
 
-    suite = reconciliation_suite("silver.activities.reconciliation", [("rows_in", "accounted")],
-                                 ["valid_ids_missing_from_silver", "kept_beyond_distinct_ids",
-                                  "bronze_batches_not_taken_in"])
+    suite = reconciliation_suite("silver.activities.reconciliation",
+                                 [("rows_in", "accounted"), ("quarantined", "invalid_rows")],
+                                 list(SILVER_RECONCILIATION_ZERO))
     days = [dt.date(2026, 1, 7), dt.date(2026, 1, 9)]
     counts = silver_reconciliation(spark, fresh_lake, [interval.batch_id], days)
-    assert counts.first().asDict() == {"rows_in": 14, "accounted": 14, "kept": 3, "quarantined": 10, "duplicates": 1,
-                                       "valid_ids_missing_from_silver": 0, "kept_beyond_distinct_ids": 0,
+    assert counts.first().asDict() == {"rows_in": 14, "accounted": 14, "kept": 3, "quarantined": 10,
+                                       "invalid_rows": 10, "duplicates": 1, "valid_ids_missing_from_silver": 0,
+                                       "event_ids_kept_twice": 0, "kept_outside_affected_days": 0,
                                        "bronze_batches_not_taken_in": 0}
     validate(counts, suite, fresh_lake, interval.batch_id)
+    # Finding 6: "accounted" used to be kept + quarantined + (valid rows - kept), which cancels kept:
+    # a lost insert still balanced. Now the duplicates come from bronze and the other batches.
     DeltaTable.forPath(spark, ensure_table(spark, SILVER_ACTIVITIES, fresh_lake.lake_uri)).delete("event_id = 'ok2'")
+    lost = silver_reconciliation(spark, fresh_lake, [interval.batch_id], days).first()
+    assert (lost["rows_in"], lost["accounted"], lost["valid_ids_missing_from_silver"]) == (14, 13, 1)
     DeltaTable.forPath(spark, ensure_table(spark, QUARANTINE, fresh_lake.lake_uri)).delete("source_id = 'huge'")
-    with pytest.raises(GateFailed, match="valid_ids_missing_from_silver"):
+    with pytest.raises(GateFailed, match="valid_ids_missing_from_silver") as failed:
         validate(silver_reconciliation(spark, fresh_lake, [interval.batch_id], days), suite, fresh_lake,
                  interval.batch_id)
-    assert silver_reconciliation(spark, fresh_lake, [interval.batch_id], days).first()["accounted"] == 13
+    assert "ExpectColumnPairValuesToBeEqual" in str(failed.value) or "column_pair" in str(failed.value)
+    counts = silver_reconciliation(spark, fresh_lake, [interval.batch_id], days).first()
+    assert (counts["accounted"], counts["quarantined"], counts["invalid_rows"]) == (12, 9, 10)
 
 
 def test_student_history_keeps_every_profile_version_in_any_batch_order(spark, fresh_lake):
