@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 from jobs.common import Interval, ensure_table, read_table, replace_partitions, table_version
 from jobs.engagement import build_engagement
+from jobs.maintenance import silver_horizon
 from lake.tables import (GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_PROGRESS, GOLD_TABLES,
                          SILVER_ACTIVITIES, SILVER_COURSE_ITEMS)
 from learntrack.settings import Settings
@@ -224,7 +225,14 @@ def build_gold(spark, settings: Settings, interval: Interval) -> dict[str, Any]:
     batches = sorted({r["batch_id"] for r in seen} | {interval.batch_id})
     moved_first_days = merge_progress(spark, lake, batch_rows, items)
     days = days_to_recompute([r["event_date"] for r in seen] + moved_first_days)
+    # A day retention has emptied in silver is final in gold: recomputing it from what is left
+    # would replace the day with almost nothing (issue 11, finding 2). Silver quarantines such late
+    # events already; this guards a batch processed after a later retention run.
+    horizon = silver_horizon(spark, lake)
+    beyond = [d for d in days if horizon and d < horizon]
+    days = [d for d in days if d not in beyond]
     result: dict[str, Any] = {"recomputed_dates": [d.isoformat() for d in days], "versions_before": versions_before,
+                              "days_beyond_retention": [d.isoformat() for d in beyond],
                               "input_batches": batches, "backlog_batches": sum(b < interval.batch_id for b in batches),
                               "rows_in": sum(r["count"] for r in seen)}
     if days:

@@ -11,8 +11,25 @@ import datetime as dt
 from typing import Any
 
 from jobs.common import Interval, ensure_table
-from lake.tables import ALL_TABLES, Table
+from lake import ledger
+from lake.tables import ALL_TABLES, SILVER_ACTIVITIES, Table
 from learntrack.settings import Settings
+
+
+#: The ledger's record of silver's retention: its dates hold the oldest day silver still keeps whole.
+RETENTION_STAGE = "retention.silver.activities"
+
+
+def silver_horizon(spark, lake_root: str) -> dt.date | None:
+    """The oldest event day silver still holds whole (None before the first retention run)."""
+    from pyspark.sql import functions as F
+
+    from jobs.common import read_table
+    from lake.tables import STAGE_LEDGER
+
+    rows = (read_table(spark, STAGE_LEDGER, lake_root).where(F.col("stage") == RETENTION_STAGE)
+            .select(F.explode("dates").alias("d")).agg(F.max("d")).first())
+    return rows[0] if rows else None
 
 
 def retention_cutoff(table: Table, settings: Settings, today: dt.date) -> tuple[str, dt.date] | None:
@@ -38,6 +55,15 @@ def maintain(spark, settings: Settings, interval: Interval, tables: tuple[Table,
         cutoff = retention_cutoff(table, settings, interval.as_of_date)
         if cutoff:
             column, keep_from = cutoff
+            if table.layer == "bronze":
+                # The newest day of a bronze table carries the extraction watermark: deleting it
+                # (a collection unchanged for the retention period, such as courses) would make the
+                # next run re-extract the whole collection (issue 11, finding 8).
+                newest = spark.read.format("delta").load(path).agg(F.max(column)).first()[0]
+                keep_from = min(keep_from, newest) if newest else keep_from
+            if table == SILVER_ACTIVITIES:
+                # Gold never recomputes a day older than this: silver no longer holds it whole.
+                ledger.record(spark, settings.lake_uri, RETENTION_STAGE, interval.batch_id, [], [keep_from])
             before = delta.history(1).first()["version"]
             delta.delete(F.col(column) < F.lit(keep_from))
             last = delta.history(1).first()

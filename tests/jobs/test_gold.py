@@ -56,3 +56,59 @@ def test_quiz_results_join_on_course_and_item(spark):
     assert (recent["s1"]["quiz_attempts"], recent["s1"]["quiz_pass_rate"]) == (2, 0.5)
     assert (recent["s2"]["quiz_attempts"], recent["s2"]["quiz_pass_rate"]) == (1, 1.0)
     assert recent["s1"]["events_recent"] == 2
+
+
+def _bronze_activity(eid, course, event_time, written):
+    from bson import json_util
+    from bson.json_util import RELAXED_JSON_OPTIONS
+
+    from jobs.common import Interval
+
+    d = {"_id": eid, "event_id": eid, "student_id": "s1", "course_id": course, "event_type": "page_view",
+         "item_id": course, "event_time": event_time, "ingested_at": written}
+    return (eid, json_util.dumps(d, json_options=RELAXED_JSON_OPTIONS), written,
+            Interval.for_day(written.date()).batch_id, written, written.date())
+
+
+def test_a_late_event_beyond_silver_retention_leaves_gold_as_it_was(spark, fresh_lake):
+    """Finding 2: silver keeps 90 days, gold 730. A late event for a day retention had emptied made
+    gold recompute that day from what was left: one event replaced the day's every course."""
+    from jobs.common import Interval, ensure_table, read_table
+    from jobs.gold import build_gold
+    from jobs.maintenance import maintain
+    from jobs.silver import build_silver
+    from lake import ledger
+    from lake.tables import BRONZE_ACTIVITIES, GOLD_COURSE_DAILY, QUARANTINE, SILVER_ACTIVITIES
+
+    path = ensure_table(spark, BRONZE_ACTIVITIES, fresh_lake.lake_uri)
+
+    def append(rows):
+        spark.createDataFrame(rows, BRONZE_ACTIVITIES.spark_schema()).write.format("delta").mode("append").save(path)
+
+    def gold_day():
+        return sorted((r["course_id"], r["events"]) for r in read_table(spark, GOLD_COURSE_DAILY, fresh_lake.lake_uri)
+                      .where(f"event_date = DATE'{DAY}'").collect())
+
+    append([_bronze_activity("a1", "cA", T, T), _bronze_activity("a2", "cA", T, T),
+            _bronze_activity("b1", "cB", T, T)])
+    first = Interval.for_day(DAY)
+    build_silver(spark, fresh_lake, first)
+    ledger.record(spark, fresh_lake.lake_uri, "silver", first.batch_id, [first.batch_id], [DAY])  # as the gates do
+    build_gold(spark, fresh_lake, first)
+    ledger.record(spark, fresh_lake.lake_uri, "gold", first.batch_id, [first.batch_id], [DAY])
+    assert gold_day() == [("cA", 2), ("cB", 1)]
+
+    maintain(spark, fresh_lake, Interval.for_day(DAY + dt.timedelta(days=95)), tables=(SILVER_ACTIVITIES,))
+    assert read_table(spark, SILVER_ACTIVITIES, fresh_lake.lake_uri).count() == 0
+    # Written 80 days after its event (within silver's window when written, processed only after
+    # the retention run), and 100 days after (beyond silver's window: quarantined with its reason).
+    append([_bronze_activity("late80", "cA", T, T + dt.timedelta(days=80)),
+            _bronze_activity("late100", "cA", T, T + dt.timedelta(days=100))])
+    late = Interval.for_day(DAY + dt.timedelta(days=100))
+    silver = build_silver(spark, fresh_lake, late)
+    assert (silver["inserted"], silver["quarantined"]) == (1, 1)
+    assert [r["rule"] for r in read_table(spark, QUARANTINE, fresh_lake.lake_uri).collect()] == [
+        "event_time older than the raw retention window before its write"]
+    gold = build_gold(spark, fresh_lake, late)
+    assert gold["days_beyond_retention"] == [(DAY - dt.timedelta(days=1)).isoformat(), DAY.isoformat()]
+    assert gold_day() == [("cA", 2), ("cB", 1)]

@@ -33,3 +33,25 @@ def test_retention_compaction_and_time_travel(spark, fresh_lake):
     old = spark.read.format("delta").option("versionAsOf", version_before).load(path)
     assert old.count() == 9  # time travel to before maintenance still reads every row
     assert report["silver.activities"]["retention_deleted_rows"] == 0  # an empty table is fine too
+
+
+def test_retention_keeps_the_newest_bronze_day_which_carries_the_watermark(spark, fresh_lake):
+    """Finding 8: courses unchanged for 90 days lost every bronze row to retention, and with them
+    the extraction watermark: the next run re-extracted the whole collection."""
+    from jobs.bronze import bronze_state
+    from jobs.common import Interval, ensure_table, read_table
+    from jobs.maintenance import maintain
+    from lake.tables import BRONZE_COURSES
+
+    old = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.timezone.utc)
+    older = old - dt.timedelta(days=3)
+    path = ensure_table(spark, BRONZE_COURSES, fresh_lake.lake_uri)
+    rows = [(cid, f'{{"_id": "{cid}"}}', at, "b", at, at.date()) for cid, at in (("c1", older), ("c2", old))]
+    spark.createDataFrame(rows, BRONZE_COURSES.spark_schema()).write.format("delta").mode("append").save(path)
+    before, _ = bronze_state(spark, BRONZE_COURSES, fresh_lake.lake_uri, "b")
+
+    report = maintain(spark, fresh_lake, Interval.for_day(old.date() + dt.timedelta(days=200)),
+                      tables=(BRONZE_COURSES,))
+    assert report[0]["retention_deleted_rows"] == 1  # the older day goes; the newest stays
+    assert [r["source_id"] for r in read_table(spark, BRONZE_COURSES, fresh_lake.lake_uri).collect()] == ["c2"]
+    assert bronze_state(spark, BRONZE_COURSES, fresh_lake.lake_uri, "b")[0] == before == (old, "c2")
