@@ -398,16 +398,9 @@ def _write(db, students, courses, activity_batches, progress) -> dict[str, int]:
               "activities_rejected": 0, "raw_written": 0}
     for name, docs in (("courses", courses), ("students", students)):
         for chunk in _chunks(docs, 5000):
-            # New documents in bulk; existing ones replaced one at a time: a bulk of replace-upserts
-            # over existing documents wedges the local FerretDB 1.24 (issue 11, finding 0), and a
-            # re-run of the same generation (the README's main command, twice) is all existing.
-            existing = {d["_id"] for d in db[name].find({"_id": {"$in": [d["_id"] for d in chunk]}}, {"_id": 1})}
-            fresh = [d for d in chunk if d["_id"] not in existing]
-            if fresh:
-                db[name].bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in fresh], ordered=False)
-            for d in chunk:
-                if d["_id"] in existing:
-                    db[name].replace_one({"_id": d["_id"]}, d, upsert=True)
+            # One bulk of replace-upserts, new and existing documents alike (re-running a generation
+            # replaces everything; the FerretDB build's patch 6 fixed the wedge this used to cause).
+            db[name].bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in chunk], ordered=False)
             counts[name] += len(chunk)
         if progress:
             progress(f"{name}: {counts[name]:,} written")

@@ -23,7 +23,7 @@ FERRETDB_COMMIT="cda72d440810406a208c4670aa7047f5bc8d528f"
 FERRETDB_TAGS=""
 # Reported by `ferretdb --version` as "package:"; bump the suffix whenever the
 # local patches below change, so that older builds get rebuilt.
-FERRETDB_PACKAGE="learntrack-p6"
+FERRETDB_PACKAGE="learntrack-p7"
 
 log() { printf 'ferretdb: %s\n' "$*"; }
 die() { printf 'ferretdb: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -176,10 +176,18 @@ replace_once "$SRC/internal/backends/postgresql/metadata/pool/uri.go"
 #    query before writing, and every statement's iterators are closed before
 #    the next statement runs (multi statements still read while writing:
 #    two connections at a time, released per statement).
-log "patching: update releases each statement's query connection (upstream pool deadlock)"
+#    findAndModify (find_one_and_update/replace/delete) had the same
+#    read-while-write: one held query connection plus one for the write, so
+#    >= 50 concurrent calls could each hold one and all wait for a second
+#    (seen with 100 client threads, also upstream).  It now reads its one
+#    document (as its sort path already did) and closes the query first.
+log "patching: update and findAndModify release the query connection before writing (upstream pool deadlock)"
 old=$'\t\tcloser := iterator.NewMultiCloser()\n\t\tdefer closer.Close()\n\n\t\tcloser.Add(res.Iter)\n\n\t\titer := common.FilterIterator(res.Iter, closer, u.Filter)\n\n\t\tif !u.Multi {\n\t\t\titer = common.LimitIterator(iter, closer, 1)\n\t\t}\n\n\t\tresult, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n\t\tif err != nil {\n'
 new=$'\t\tcloser := iterator.NewMultiCloser()\n\n\t\tcloser.Add(res.Iter)\n\n\t\titer := common.FilterIterator(res.Iter, closer, u.Filter)\n\n\t\tif !u.Multi {\n\t\t\t// read the (at most one) matching document, then release the query\'s connection before writing\n\t\t\tvar docs []*types.Document\n\t\t\tdocs, err = iterator.ConsumeValues(common.LimitIterator(iter, closer, 1))\n\t\t\tcloser.Close()\n\n\t\t\tif err != nil {\n\t\t\t\treturn 0, 0, nil, lazyerrors.Error(err)\n\t\t\t}\n\n\t\t\titer = iterator.Values(iterator.ForSlice(docs))\n\t\t}\n\n\t\tresult, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n\n\t\titer.Close()\n\t\tcloser.Close()\n\n\t\tif err != nil {\n'
 replace_once "$SRC/internal/handler/msg_update.go"
+old=$'\t// findAndModify modifies a single document\n\titer = common.LimitIterator(iter, closer, 1)\n'
+new="$old"$'\n\t// read that document, then release the query\'s connection before writing\n\tdocs, err := iterator.ConsumeValues(iter)\n\tif err != nil {\n\t\treturn nil, lazyerrors.Error(err)\n\t}\n\n\titer = iterator.Values(iterator.ForSlice(docs))\n\tcloser.Add(iter)\n'
+replace_once "$SRC/internal/handler/msg_findandmodify.go"
 
 # --- Build ---------------------------------------------------------------------
 log "building (tags: ${FERRETDB_TAGS:-default}; fetches dependencies; a cold build takes a few minutes)"
