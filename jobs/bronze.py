@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from jobs.common import UTC, Interval, ensure_table
+from learntrack import faults
 from learntrack.intervals import to_utc
 from lake.tables import BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, Table
 from learntrack.settings import Settings
@@ -160,6 +161,7 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
         _append(spark.createDataFrame(rows, schema), path)
         written += len(rows)
         rows.clear()
+        faults.point(settings, f"bronze.{source.table.name}.committed")
         if progress:
             progress(f"bronze.{source.table.name}: {written:,} rows committed")
 

@@ -18,6 +18,7 @@ from jobs.engagement import build_engagement
 from jobs.maintenance import silver_horizon
 from lake.tables import (GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_PROGRESS, GOLD_TABLES,
                          SILVER_ACTIVITIES, SILVER_COURSE_ITEMS)
+from learntrack import faults
 from learntrack.settings import Settings
 
 #: Playback faster than this many seconds of video per second of wall clock is not believed.
@@ -239,6 +240,7 @@ def build_gold(spark, settings: Settings, interval: Interval) -> dict[str, Any]:
         progress = read_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake)
         replace_partitions(course_daily_engagement(silver, items, progress, days), GOLD_COURSE_DAILY, lake,
                            "event_date", days)
+        faults.point(settings, "gold.course_daily_written")
         replace_partitions(multi_region_access(silver, days, settings.multi_region_window_minutes), GOLD_MULTI_REGION,
                            lake, "event_date", days)
     result.update(build_engagement(spark, settings, interval.as_of_date, batch_rows))

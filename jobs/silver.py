@@ -15,6 +15,7 @@ from typing import Any
 from jobs.common import Interval, ensure_table, read_table, table_version
 from lake.tables import (BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, QUARANTINE, SILVER_ACTIVITIES,
                          SILVER_COURSE_ITEMS, SILVER_STUDENTS, SILVER_STUDENTS_HISTORY, SILVER_TABLES)
+from learntrack import faults
 from learntrack.settings import Settings
 
 JUDGED_SCHEMA = ("rule STRING, event_id STRING, student_id STRING, course_id STRING, item_id STRING, "
@@ -87,6 +88,7 @@ def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any
                 "t.source_table = s.source_table AND t.source_id = s.source_id "
                 "AND t.source_updated_at = s.source_updated_at")
          .whenNotMatchedInsertAll().execute())
+        faults.point(settings, "silver.quarantine_merged")
 
         s_path = ensure_table(spark, SILVER_ACTIVITIES, lake)
         target = DeltaTable.forPath(spark, s_path)

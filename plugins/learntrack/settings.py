@@ -74,6 +74,8 @@ class Settings:
     task_max_retry_delay_s: int = 900
     # POSTed a JSON message when a task fails for good (Slack/Teams/any webhook); empty: none.
     alert_webhook_url: str = ""
+    # Test hook (learntrack.faults): the fail point at which a process kills itself. Never set in production.
+    fail_at: str = ""
 
     # --- extraction ------------------------------------------------------------------------------
     extract_batch_size: int = 5000

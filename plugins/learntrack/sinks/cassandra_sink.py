@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Iterable, Mapping
 
+from learntrack import faults
 from learntrack.settings import Settings
 
 METRICS = ("active_learners", "events", "page_views", "video_plays", "video_completions", "quiz_attempts",
@@ -87,6 +88,7 @@ def publish_course_daily(settings: Settings, days: Iterable[dt.date], rows: Iter
             execute_concurrent_with_args(session, upsert_day,
                                          [(day, r["course_id"], *v) for r, v in zip(day_rows, values)],
                                          concurrency=64, raise_on_first_error=True)
+            faults.point(settings, "cassandra.by_day_written")
             execute_concurrent_with_args(session, upsert_course,
                                          [(r["course_id"], day, *v) for r, v in zip(day_rows, values)],
                                          concurrency=64, raise_on_first_error=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Iterable, Mapping
 
+from learntrack import faults
 from learntrack.settings import Settings
 
 CONSTRAINTS = (
@@ -70,6 +71,7 @@ def publish_access(settings: Settings, rows: Iterable[Mapping], batch: int = 200
         if buf:
             driver.execute_query(MERGE_ACCESS, rows=buf)
             n += len(buf)
+        faults.point(settings, "neo4j.batch_written")
         return {"access_events": n}
     finally:
         driver.close()

@@ -14,6 +14,7 @@ import datetime as dt
 from typing import Iterable, Mapping
 
 from learntrack.intervals import to_utc
+from learntrack import faults
 from learntrack.settings import Settings
 
 
@@ -49,6 +50,7 @@ def publish_scores(settings: Settings, as_of: dt.date, rows: Iterable[Mapping], 
         if n % batch == 0:
             pipe.execute()
     pipe.execute()
+    faults.point(settings, "redis.hashes_written")
     with r.pipeline(transaction=True) as swap:
         if n:
             swap.rename(tmp, k["leaderboard"])

@@ -1,0 +1,109 @@
+"""kill -9 inside each stage, then the retry: the lake and every sink equal an uninterrupted run's.
+
+The killed process is a stage as Airflow runs it: a process of its own, with the upstream stages'
+results already stored (XCom there, a JSON file here), so a retry runs the killed stage again and
+then the rest, never the stages that completed. The kill is SIGKILL from a fail point
+(``learntrack.faults``): no handler, no ``finally``. Killed in turn: mid-extraction (a commit done),
+between silver's quarantine and activities MERGEs, mid-gold, and mid-publish of each sink."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from learntrack.generator import GenParams, generate, load_into_mongo
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))
+
+pytestmark = [pytest.mark.stack, pytest.mark.spark]
+
+UTC = dt.timezone.utc
+END = dt.datetime(2026, 2, 14, tzinfo=UTC)
+DAY = dt.date(2026, 2, 13)
+PARAMS = GenParams(students=30, courses=5, days=2, end=END, seed=31, multi_region_rate=0.1, late_rate=0.05,
+                   duplicate_rate=0.03, malformed_rate=0.03)
+KILLS = ("bronze.activities.committed", "silver.quarantine_merged", "gold.course_daily_written",
+         "cassandra.by_day_written", "redis.hashes_written", "neo4j.batch_written")
+LINEAGE = {"extracted_at"}  # when a row was extracted: differs between any two runs
+
+#: A stage runner as Airflow is one: each stage once, its result stored before the next starts.
+RUNNER = """
+import datetime as dt, json, sys
+from pathlib import Path
+from learntrack import faults
+from learntrack.intervals import Interval
+from learntrack.pipeline import DAILY
+from learntrack.settings import Settings
+
+settings, interval, store = Settings.from_env(), Interval.for_day(dt.date.fromisoformat(sys.argv[1])), Path(sys.argv[2])
+results = json.loads(store.read_text()) if store.exists() else {}
+for stage in DAILY:
+    if stage.name in results:
+        continue
+    results[stage.name] = stage.fn(settings, interval, **{n: results[n] for n in stage.needs})
+    store.write_text(json.dumps(results, default=str))
+"""
+
+
+def run_stages(settings, store: Path, fail_at: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, **settings.to_env(), "LEARNTRACK_FAIL_AT": fail_at}
+    return subprocess.run([sys.executable, "-c", RUNNER, DAY.isoformat(), str(store)], env=env, capture_output=True,
+                          text=True, timeout=1200)
+
+
+def state(settings, spark) -> dict:
+    """The lake's data tables without extraction times, and every sink."""
+    from jobs.common import read_table
+    from lake.tables import DATA_TABLES
+    from stores import snapshot
+
+    snap = snapshot(settings, spark)
+    for table in DATA_TABLES:
+        columns = [c for c in table.column_names if c not in LINEAGE]
+        rows = read_table(spark, table, settings.lake_uri).select(*columns).collect()
+        snap[table.qualified] = sorted(repr([sorted(v.items()) if isinstance(v, dict) else v for v in r])
+                                       for r in rows)
+    snap["redis"] = {k.split(":", 1)[1]: v for k, v in snap["redis"].items()}
+    return snap
+
+
+def test_a_retry_after_kill_9_inside_each_stage_ends_in_the_uninterrupted_state(stack, spark, tmp_path):
+    from learntrack.mongo_ops import client
+    from test_backfill import reset_sinks
+
+    settings = stack.with_overrides(mongo_db="lt_test_kill")
+    mongo = client(settings)
+    mongo.drop_database(settings.mongo_db)
+    load_into_mongo(mongo[settings.mongo_db], generate(PARAMS))
+    mongo.close()
+
+    reference = settings.with_overrides(lake_root=str(tmp_path / "reference"), cassandra_keyspace="lt_test_kill_ref",
+                                        redis_prefix="lt_test_kill_ref")
+    reset_sinks(reference)
+    done = run_stages(reference, tmp_path / "reference.json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    want = state(reference, spark)
+    assert want["silver.quarantine"] and want["gold.course_daily_engagement"] and want["neo4j_paths"]
+
+    killed = settings.with_overrides(lake_root=str(tmp_path / "killed"), cassandra_keyspace="lt_test_kill_run",
+                                     redis_prefix="lt_test_kill_run")
+    reset_sinks(killed)  # (Neo4j Community has one graph: the reference's is wiped too)
+    store = tmp_path / "killed.json"
+    for point in KILLS:
+        proc = run_stages(killed, store, fail_at=point)
+        assert proc.returncode == -signal.SIGKILL, (point, proc.returncode, proc.stderr[-3000:])
+    done = run_stages(killed, store)
+    assert done.returncode == 0, done.stderr[-3000:]
+    stages = json.loads(store.read_text())
+    assert stages["gate_silver"]["gate_failed"] == 0 and stages["gate_gold"]["gate_failed"] == 0
+    got = state(killed, spark)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert got[key] == want[key], key
