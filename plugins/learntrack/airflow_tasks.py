@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import logging
 import time
@@ -117,8 +118,11 @@ def run_stage(name: str, **upstream):
              ctx["ti"].try_number)
     started = dt.datetime.now(UTC)
     t0 = time.monotonic()
+    kwargs = dict(upstream)
+    if "progress" in inspect.signature(stage.fn).parameters:  # e.g. extraction: its chunks in the task log
+        kwargs["progress"] = progress_logger(name)
     try:
-        result = stage.fn(settings_for_task(), interval, **upstream)
+        result = stage.fn(settings_for_task(), interval, **kwargs)
     except GateFailed as exc:
         # No retry: the gate has restored the tables it checks, so a retry would validate the
         # restored (older) rows, pass, and record the batch as completed.
@@ -130,6 +134,15 @@ def run_stage(name: str, **upstream):
         result = {**result, "_run": {"started_at": started.isoformat(), "duration_s": round(took, 3),
                                      "try_number": ctx["ti"].try_number}}
     return result
+
+
+def progress_logger(name: str):
+    """A stage's ``progress`` callback under Airflow: each message goes to the task log (the CLI
+    shows these lines while `learntrack` runs the DAG)."""
+    def progress(message: str) -> None:
+        log.info("learntrack stage %s progress: %s", name, message)
+
+    return progress
 
 
 def _short(value: Any, limit: int = 600) -> str:

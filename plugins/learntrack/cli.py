@@ -5,16 +5,206 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from learntrack.settings import Settings, get_settings
 
 
 def echo(msg: str = "") -> None:
-    print(msg, flush=True)
+    """Every line the CLI prints goes through here, with any password in a URI masked."""
+    print(redact_uri(str(msg)), flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# errors a user sees: one or two lines naming what failed and a hint, never a traceback or a password
+
+class CliError(Exception):
+    """An error reported as its message alone (no traceback), with exit status ``code``."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/?#@:]*):[^\s/?#]*@")
+_SECRET_PARAM = re.compile(r"([?&;][^=&;\s]*(?:password|passwd|pwd|secret|token|signature|sig|apikey|api_key)"
+                           r"[^=&;\s]*=)[^&;#\s]*", re.IGNORECASE)
+
+
+def redact_uri(text: str) -> str:
+    """``text`` with the password of every URI in it (``scheme://user:password@host``) and any
+    secret-looking query parameter (``?password=``, ``secret_key=``, ``token=``) replaced by ``***``."""
+    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1:***@", text))
+
+
+#: store -> (name shown, setting that points at a server that is not the local stack's)
+STORES = {"mongo": ("MongoDB", "LEARNTRACK_MONGO_URI"), "redis": ("Redis", "LEARNTRACK_REDIS_URL"),
+          "cassandra": ("Cassandra", "LEARNTRACK_CASSANDRA_HOSTS / LEARNTRACK_CASSANDRA_PORT"),
+          "neo4j": ("Neo4j", "LEARNTRACK_NEO4J_URI")}
+_REASONS = ("Connection refused", "timed out", "No route to host", "Network is unreachable", "Connection reset",
+            "Name or service not known", "Temporary failure in name resolution", "nodename nor servname",
+            "Authentication failed", "authentication failed", "Unauthorized")
+
+
+def _authority(uri: str, default_port: int) -> list[tuple[str, int]]:
+    """(host, port) of every host in a URI's authority (a replica set lists several)."""
+    netloc = urlsplit(uri).netloc.rpartition("@")[2]
+    hosts = []
+    for part in filter(None, netloc.split(",")):
+        host, sep, port = part.rpartition(":")
+        if not sep or not port.isdigit() or (part.startswith("[") and not host.endswith("]")):
+            host, port = part, ""  # no port, or a bare IPv6 address
+        hosts.append((host, int(port) if port else default_port))
+    return hosts
+
+
+def store_addresses(settings: Settings, store: str) -> list[tuple[str, int]]:
+    """The (host, port) pairs the settings point ``store`` at."""
+    if store == "mongo":
+        return _authority(settings.mongo_uri, 27017)
+    if store == "redis":
+        return _authority(settings.redis_url, 6379)
+    if store == "cassandra":
+        return [(h, settings.cassandra_port) for h in settings.cassandra_contact_points]
+    return _authority(settings.neo4j_uri, 7687)
+
+
+def _is_local(settings: Settings, store: str, addresses) -> bool:
+    from learntrack.stack.services import all_services
+
+    ports = {s.name: s.port(settings) for s in all_services(settings)}
+    local_hosts = {settings.stack_host, "127.0.0.1", "localhost"}
+    return bool(addresses) and all(h in local_hosts and p == ports.get(store) for h, p in addresses)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    for reason in _REASONS:
+        if reason in text:
+            return reason
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first[:160]
+
+
+def store_unreachable(settings: Settings, store: str, exc: BaseException, waited_s: float | None = None) -> str:
+    """'<Store> at <host:port> is not reachable (<error> after N s: <reason>)' and, on a second
+    line, where to look: the local stack's status and the service's log, or the setting."""
+    name, setting = STORES[store]
+    addresses = store_addresses(settings, store)
+    shown = ",".join(f"{h}:{p}" for h, p in addresses)
+    if store == "mongo" and type(exc).__name__ == "ServerSelectionTimeoutError":
+        waited_s = settings.mongo_server_selection_timeout_s
+    what = "did not answer in time" if type(exc).__name__ in ("NetworkTimeout", "OperationTimedOut") \
+        else "is not reachable"
+    cause = type(exc).__name__ + (f" after {waited_s:g} s" if waited_s is not None else "")
+    reason = _reason(exc)
+    line = f"{name} at {shown} {what} ({cause}{': ' + reason if reason else ''})"
+    if _is_local(settings, store, addresses):
+        from learntrack.stack.services import all_services
+
+        log = {s.name: s for s in all_services(settings)}[store].log_file(settings)
+        hint = f"is the stack up? `learntrack stack status`; log: {log}"
+    else:
+        hint = f"is the server up, and {setting} right?"
+    return f"{line}\n  {hint}"
+
+
+#: store -> (module, exception class names): a connection failure of that store's client
+_FAILURES = (("mongo", "pymongo.errors", ("ConnectionFailure",)),
+             ("redis", "redis.exceptions", ("ConnectionError", "TimeoutError")),
+             ("cassandra", "cassandra.cluster", ("NoHostAvailable",)),
+             ("cassandra", "cassandra", ("OperationTimedOut",)),
+             ("neo4j", "neo4j.exceptions", ("ServiceUnavailable", "SessionExpired")))
+
+
+def store_failure(exc: BaseException | None) -> tuple[str, BaseException] | None:
+    """(store, the connection failure) when ``exc`` is, or was caused by, a store's connection
+    failure; only clients already imported are considered (nothing heavy is imported here)."""
+    for _ in range(5):
+        if exc is None:
+            return None
+        for store, module, names in _FAILURES:
+            mod = sys.modules.get(module)
+            types = tuple(t for t in (getattr(mod, n, None) for n in names) if isinstance(t, type))
+            if types and isinstance(exc, types):
+                return store, exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _ping_mongo(settings: Settings) -> None:
+    from learntrack.mongo_ops import client
+
+    c = client(settings)
+    try:
+        c.admin.command("ping")
+    finally:
+        c.close()
+
+
+def _ping_redis(settings: Settings) -> None:
+    import redis
+
+    t = settings.store_check_timeout_s
+    r = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=t, socket_timeout=t)
+    try:
+        r.ping()
+    finally:
+        r.close()
+
+
+def _ping_cassandra(settings: Settings) -> None:
+    import logging
+
+    from cassandra.auth import PlainTextAuthProvider
+    from cassandra.cluster import Cluster
+    from cassandra.policies import DCAwareRoundRobinPolicy
+
+    logging.getLogger("cassandra").addHandler(logging.NullHandler())  # its warnings repeat what we report
+    t = settings.store_check_timeout_s
+    auth = (PlainTextAuthProvider(settings.cassandra_username, settings.cassandra_password)
+            if settings.cassandra_username else None)
+    cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port, auth_provider=auth,
+                      load_balancing_policy=DCAwareRoundRobinPolicy(), protocol_version=5, connect_timeout=t,
+                      control_connection_timeout=t)
+    try:
+        cluster.connect()
+    finally:
+        cluster.shutdown()
+
+
+def _ping_neo4j(settings: Settings) -> None:
+    from neo4j import GraphDatabase
+
+    t = settings.store_check_timeout_s
+    auth = (settings.neo4j_user, settings.neo4j_password) if settings.neo4j_user else None
+    with GraphDatabase.driver(settings.neo4j_uri, auth=auth, connection_timeout=t,
+                              connection_acquisition_timeout=t) as driver:
+        driver.verify_connectivity()
+
+
+_PINGS = {"mongo": _ping_mongo, "redis": _ping_redis, "cassandra": _ping_cassandra, "neo4j": _ping_neo4j}
+
+
+def check_stores(settings: Settings, stores=("mongo", "redis", "cassandra", "neo4j")) -> None:
+    """Raise CliError naming every store that does not answer (each within its timeout)."""
+    problems = []
+    for store in stores:
+        t0 = time.monotonic()
+        try:
+            _PINGS[store](settings)
+        except Exception as exc:  # noqa: BLE001 - reported below when it is a connection failure
+            if store_failure(exc) is None and not isinstance(exc, OSError):
+                raise
+            problems.append(store_unreachable(settings, store, exc, round(time.monotonic() - t0, 1)))
+    if problems:
+        raise CliError("\nERROR ".join(problems))
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,19 +289,22 @@ def cmd_mongo(args, settings: Settings) -> int:
 
     from learntrack import mongo_ops
 
+    if args.action == "update-profile":  # the input first: a typo needs no server to be reported
+        changes = _json_object_arg(args.changes, "update-profile CHANGES")
     db = mongo_ops.database(settings)
     if args.action == "init":
         for name, state in mongo_ops.ensure_collections(db).items():
             echo(f"{name:<11} {state}")
         echo("indexes: " + ", ".join(sorted(i["name"] for i in db.activities.list_indexes())))
     elif args.action == "insert":
-        with open(args.file) as fh:
-            docs = [json_util.loads(line) for line in fh if line.strip()]
-        report = mongo_ops.insert_activities(db, docs)
-        echo(f"read {len(docs)} documents: {report}")
-        for index, reason in report.rejected:
-            echo(f"  line {index + 1}: {reason}")
-        return 0 if not report.rejected else 1
+        docs, line_of, unreadable = _read_jsonl(args.file, json_util.loads)
+        report = mongo_ops.insert_activities(db, docs) if docs else mongo_ops.InsertReport()
+        echo(f"read {len(docs)} documents: {report}"
+             + (f"; {len(unreadable)} lines skipped (not a JSON document)" if unreadable else ""))
+        skipped = sorted(unreadable + [(line_of[index], reason) for index, reason in report.rejected])
+        for line, reason in skipped:
+            echo(f"  line {line}: {reason}")
+        return 0 if not skipped else 1
     elif args.action == "latest":
         for d in mongo_ops.latest_activities(db, args.student, args.limit):
             extra = {k: d[k] for k in ("position_s", "score", "region") if k in d}
@@ -121,7 +314,6 @@ def cmd_mongo(args, settings: Settings) -> int:
             plan = mongo_ops.explain_latest(db, args.student, args.limit)
             echo(f"plan: {'index ' + plan['index'] if plan['index'] else 'collection scan (no index used)'}")
     elif args.action == "update-profile":
-        changes = json.loads(args.changes)
         try:
             doc = mongo_ops.update_profile(db, args.student, changes)
         except mongo_ops.ProfileError as exc:
@@ -132,6 +324,48 @@ def cmd_mongo(args, settings: Settings) -> int:
         for name, n in mongo_ops.sweep_write_metadata(db).items():
             echo(f"{name:<11} {n} documents stamped with write metadata")
     return 0
+
+
+def _json_object_arg(text: str, what: str) -> dict:
+    """A command-line argument that must be a JSON object; CliError saying where it is not."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} "
+                       f"(char {exc.pos})\n  e.g. '{{\"email\": \"a@b.org\", \"phone\": \"+1 555\"}}'") from None
+    if not isinstance(value, dict):
+        raise CliError(f"{what} must be a JSON object, not {type(value).__name__}: {text[:80]}") from None
+    return value
+
+
+def _read_jsonl(path: str, loads) -> tuple[list[dict], list[int], list[tuple[int, str]]]:
+    """(documents, the line number of each, (line number, why) of each line that is not a JSON
+    object) of a file of one JSON document per line; blank lines are ignored."""
+    docs, line_of, unreadable = [], [], []
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with fh:
+        try:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    doc = loads(line)
+                except Exception as exc:  # noqa: BLE001 - json, bson and Extended JSON errors alike
+                    unreadable.append((number, f"not valid Extended JSON: {type(exc).__name__}: {exc}"[:300]))
+                    continue
+                if not isinstance(doc, dict):
+                    unreadable.append((number, f"not a JSON object (one activity document per line), "
+                                               f"but {type(doc).__name__}"))
+                    continue
+                docs.append(doc)
+                line_of.append(number)
+        except UnicodeDecodeError as exc:
+            raise CliError(f"{path} is not UTF-8 text (byte {exc.start} of line {len(line_of) + len(unreadable) + 1}"
+                           f" or later): {exc.reason}") from None
+    return docs, line_of, unreadable
 
 
 def cmd_bench(args, settings: Settings) -> int:
@@ -147,7 +381,7 @@ def cmd_bench(args, settings: Settings) -> int:
 
         settings = settings.with_overrides(mongo_db=args.database)
         echo(f"Benchmark: MongoDB operational patterns, {args.activities:,} activities in {settings.mongo_db} "
-             f"({settings.mongo_uri})")
+             f"({redact_uri(settings.mongo_uri)})")
         result = bench_mongo(settings, args.activities, queries=args.queries, keep=args.keep, echo=echo)
         echo(json.dumps(result, indent=1))
     out = settings.home_path / "benchmarks" / f"{args.target}-{args.activities}-{int(time.time())}.json"
@@ -166,14 +400,15 @@ from learntrack.airflow_local import airflow_env  # noqa: E402
 
 def _progress_line(line: str) -> str | None:
     """The lines of an Airflow log a person wants to see while the DAG runs."""
-    import re
-
     m = re.search(r"learntrack stage (\w+) result: (.*?)\s+\[learntrack\]", line)
     if m:
         return f"  done  {m.group(1):<18} {m.group(2)[:150]}"
     m = re.search(r"learntrack stage (\w+) for interval", line)
     if m:
         return f"  start {m.group(1)}"
+    m = re.search(r"learntrack stage (\w+) progress: (.*?)(?:\s+\[learntrack\].*)?$", line.rstrip())
+    if m:
+        return f"        {m.group(1):<18} {m.group(2)[:150]}"
     if "GateFailed" in line or "Task failed" in line or "ERROR" in line:
         return "  " + line.strip()[:220]
     return None
@@ -253,6 +488,7 @@ def cmd_backfill(args, settings: Settings) -> int:
 def cmd_summary(args, settings: Settings) -> int:
     from learntrack.summary import print_summary
 
+    check_stores(settings)  # a store that is down is named in seconds, before Spark starts
     print_summary(settings, args.date, echo)
     return 0
 
@@ -356,7 +592,10 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("mongo", help="MongoDB operational query patterns")
     msub = m.add_subparsers(dest="action", required=True)
     msub.add_parser("init", help="collections, validators (where supported) and indexes")
-    mi = msub.add_parser("insert", help="bulk insert activities from a file of Extended JSON lines")
+    insert_help = ("bulk insert activities from a file of Extended JSON lines. A line that is not a JSON "
+                   "object, and a document that fails validation, is reported with its line number and "
+                   "skipped; every other document is inserted (exit status 1 when a line was skipped)")
+    mi = msub.add_parser("insert", help=insert_help, description=insert_help)
     mi.add_argument("file")
     ml = msub.add_parser("latest", help="a student's latest activities, newest first")
     ml.add_argument("student")
@@ -407,9 +646,54 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+DEBUG_VARIABLE = "LEARNTRACK_DEBUG"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; anything that goes wrong ends in a short message on stderr and a non-zero
+    exit: 2 for a store that is down, bad input or a bad setting, 1 for anything unexpected
+    (with ``LEARNTRACK_DEBUG=1``, after its traceback)."""
     args = build_parser().parse_args(argv)
-    return args.func(args, get_settings())
+    settings = None
+    try:
+        settings = get_settings()
+        return args.func(args, settings)
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except CliError as exc:
+        _error(str(exc))
+        return exc.code
+    except Exception as exc:  # noqa: BLE001 - the one place that turns any failure into a message
+        return _report_unexpected(exc, settings)
+
+
+def _error(message: str) -> None:
+    print(redact_uri("ERROR " + message), file=sys.stderr, flush=True)
+
+
+def _report_unexpected(exc: Exception, settings: Settings | None) -> int:
+    debug = os.environ.get(DEBUG_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
+    if debug:
+        import traceback
+
+        print(redact_uri("".join(traceback.format_exception(exc))), file=sys.stderr, flush=True)
+    failed = store_failure(exc) if settings is not None else None
+    if failed:
+        _error(store_unreachable(settings, *failed))
+        return 2
+    from learntrack.stack.manager import StackError
+
+    if isinstance(exc, StackError):  # names the service, the cause and the log already
+        _error(str(exc))
+        return 2
+    if settings is None and isinstance(exc, ValueError):  # a LEARNTRACK_* variable that does not parse
+        _error(str(exc))
+        return 2
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    hint = "" if debug else f"\n  run with {DEBUG_VARIABLE}=1 for the traceback"
+    _error(f"{type(exc).__name__}: {text[:300]}{hint}")
+    return 1
 
 
 if __name__ == "__main__":

@@ -1,8 +1,13 @@
 """Engagement on hand-made silver rows: segments by their rules, and the score chain giving the
-same digits day by day, as one range, and with the days run out of order."""
+same digits day by day, as one range, and with the days run out of order.
+
+Each run is the gold stage as the DAG runs it: ``build_gold`` takes the silver batches the stage
+ledger says are pending (by ``batch_id``, as extraction assigned them, not by the day a row was
+written), and a success is recorded in the ledger as ``gate_gold`` does."""
 
 import datetime as dt
 import math
+import shutil
 from collections import defaultdict
 
 import pytest
@@ -20,13 +25,17 @@ def at(day: dt.date, hour: int = 12, late_days: int = 0) -> tuple[dt.datetime, d
     return t, t + dt.timedelta(days=late_days, minutes=1)
 
 
-def silver_row(i, student, day, event_type="page_view", course="c1", item=None, score=None, late_days=0, hour=12):
-    t, written = at(day, hour, late_days)
-    return {"event_id": f"e{i}", "student_id": student, "course_id": course, "item_id": item, "event_type": event_type,
-            "event_time": t, "ingested_at": written, "event_date": day,
-            "session_id": None, "device": None, "region": None, "country": None, "ip": None, "position_s": None,
-            "duration_s": None, "from_position_s": None, "score": score, "max_score": 10.0 if score is not None else None,
-            "batch_id": written.strftime("%Y%m%d")}
+def silver_row(i, student, day, event_type="page_view", course="c1", item=None, score=None, late_days=0, hour=12,
+               written=None):
+    t, at_write = at(day, hour, late_days)
+    written = written or at_write
+    video = event_type.startswith("video_")  # silver keeps video events only with their item and position
+    return {"event_id": f"e{i}", "student_id": student, "course_id": course, "item_id": "v1" if video else item,
+            "event_type": event_type, "event_time": t, "ingested_at": written, "event_date": day,
+            "session_id": None, "device": None, "region": None, "country": None, "ip": None,
+            "position_s": 300.0 if video else None, "duration_s": 300.0 if video else None,
+            "from_position_s": None, "score": score, "max_score": 10.0 if score is not None else None,
+            "batch_id": None}  # set by write_silver: which run extracted the row
 
 
 def events():
@@ -43,17 +52,34 @@ def events():
     rows.append(silver_row(len(rows), "gone", day(2)))  # nothing in either window
     rows.append(silver_row(len(rows), "light", day(18)))  # one page view this week
     rows.append(silver_row(len(rows), "light", day(19), hour=23, late_days=1))  # known only after AS_OF
+    # Written two seconds before the end of day 17: within the extraction's safety lag, so the
+    # run for day 17 leaves it to the next run's batch although it is known on day 17.
+    rows.append(silver_row(len(rows), "owl", day(17), hour=23,
+                           written=dt.datetime.combine(day(18), dt.time(), UTC) - dt.timedelta(seconds=2)))
     return rows
 
 
-def write_silver(spark, settings, rows):
+def extracted_batch(row, settings, first_run: dt.date) -> str:
+    """The bronze batch (and so silver batch_id) a row lands in, as extraction assigns it: the first
+    run takes everything written up to its interval end; each later run what was written in its day,
+    except the last ``extract_safety_lag_s`` seconds of the day, which the next run takes."""
+    from jobs.common import Interval
+
+    day = (row["ingested_at"] + dt.timedelta(seconds=settings.extract_safety_lag_s)).date()
+    return Interval.for_day(max(day, first_run)).batch_id
+
+
+def write_silver(spark, settings, rows, first_run: dt.date):
+    """Silver as the runs from ``first_run`` on extract it (each row with its batch id)."""
     from jobs.common import ensure_table
     from lake.tables import SILVER_ACTIVITIES, SILVER_COURSE_ITEMS
 
+    rows = [{**r, "batch_id": extracted_batch(r, settings, first_run)} for r in rows]
     df = spark.createDataFrame([tuple(r[c] for c in SILVER_ACTIVITIES.column_names) for r in rows],
                                SILVER_ACTIVITIES.spark_schema())
     df.write.format("delta").mode("append").save(ensure_table(spark, SILVER_ACTIVITIES, settings.lake_uri))
-    items = spark.createDataFrame([("c1", "q1", "quiz", None, 10.0, 6.0, dt.datetime(2026, 1, 1))],
+    items = spark.createDataFrame([("c1", "q1", "quiz", None, 10.0, 6.0, dt.datetime(2026, 1, 1, tzinfo=UTC)),
+                                   ("c1", "v1", "video", 300.0, None, None, dt.datetime(2026, 1, 1, tzinfo=UTC))],
                                   SILVER_COURSE_ITEMS.spark_schema())
     items.write.format("delta").mode("overwrite").save(ensure_table(spark, SILVER_COURSE_ITEMS, settings.lake_uri))
 
@@ -63,15 +89,18 @@ def known_day(row) -> dt.date:
 
 
 def run_day(spark, settings, day):
-    """What the DAG run for ``day`` does: engagement for its as-of day, batch = rows known that day."""
-    from pyspark.sql import functions as F
+    """What the DAG run for ``day`` does in gold: build_gold over the silver batches pending for
+    gold in the stage ledger (its own and any a failed run left), then, as gate_gold does on
+    success, the completion recorded in the ledger."""
+    from jobs.common import Interval
+    from jobs.gold import build_gold
+    from lake import ledger
 
-    from jobs.common import read_table
-    from jobs.engagement import build_engagement
-    from lake.tables import SILVER_ACTIVITIES
-
-    batch = read_table(spark, SILVER_ACTIVITIES, settings.lake_uri).where(F.to_date("ingested_at") == F.lit(day))
-    return build_engagement(spark, settings, day, batch)
+    interval = Interval.for_day(day)
+    result = build_gold(spark, settings, interval)
+    ledger.record(spark, settings.lake_uri, "gold", interval.batch_id, result["input_batches"],
+                  result["recomputed_dates"])
+    return result
 
 
 def tables(spark, settings):
@@ -83,13 +112,14 @@ def tables(spark, settings):
 
 
 def test_segments_scores_and_the_same_digits_in_any_run_order(spark, fresh_lake, tmp_path):
-    from jobs.common import read_table
+    from jobs.common import Interval, read_table
     from lake.tables import GOLD_STUDENT_COURSE_ENGAGEMENT, GOLD_STUDENT_ENGAGEMENT
 
     rows = events()
     settings = fresh_lake
-    write_silver(spark, settings, rows)
-    # One run for the last day: no earlier snapshot, so the chain is built from the first known day.
+    write_silver(spark, settings, rows, first_run=AS_OF)
+    # One run for the last day: its batch holds every row written by then; no earlier snapshot, so
+    # the chain is built from the first known day.
     result = run_day(spark, settings, AS_OF)
     assert result["engagement_dates"][0] == (D0 + dt.timedelta(days=2)).isoformat()  # "gone", the first known
     assert result["engagement_dates"][-1] == AS_OF.isoformat()
@@ -98,7 +128,7 @@ def test_segments_scores_and_the_same_digits_in_any_run_order(spark, fresh_lake,
                 .where(f"as_of_date = DATE'{AS_OF}'").collect()}
     assert {s: r["segment"] for s, r in students.items()} == {
         "top": "highly_engaged", "quizzer": "struggling", "fading": "disengaging", "gone": "inactive",
-        "light": "active"}
+        "light": "active", "owl": "active"}
     assert students["quizzer"]["quiz_attempts"] == 4 and students["quizzer"]["quiz_pass_rate"] == 0.25
     assert students["light"]["events_recent"] == 1  # the event known after AS_OF does not count yet
     assert students["gone"]["last_event_time"] is None and students["top"]["courses"] == 2
@@ -118,12 +148,24 @@ def test_segments_scores_and_the_same_digits_in_any_run_order(spark, fresh_lake,
     assert len(course_rows) == sum(max(0, (AS_OF - d).days + 1) for d in firsts.values())
     one_range = tables(spark, settings)
 
-    # Daily runs in order (the first builds the chain, each next one adds a day to the day before),
-    # and a backfill of an earlier day after the last (it rolls the later days forward from the day
-    # before it) give exactly the same rows.
-    for order in ([AS_OF - dt.timedelta(days=n) for n in (2, 1, 0)], [AS_OF, D0 + dt.timedelta(days=9)]):
-        lake = settings.with_overrides(lake_root=str(tmp_path / f"lake-{order[0]}"))
-        write_silver(spark, lake, rows)
-        for day in order:
-            run_day(spark, lake, day)
-        assert tables(spark, lake) == one_range, order
+    # Daily runs in order: the first builds the chain; the next takes its batch, which holds the row
+    # written at the end of day 17, so it recomputes from day 17.
+    d17, d18 = AS_OF - dt.timedelta(days=2), AS_OF - dt.timedelta(days=1)
+    daily = settings.with_overrides(lake_root=str(tmp_path / "lake-daily"))
+    write_silver(spark, daily, rows, first_run=d17)
+    run_day(spark, daily, d17)
+    shutil.copytree(daily.lake_uri, tmp_path / "lake-retry")  # the same lake after day 17, for the next case
+    assert run_day(spark, daily, d18)["engagement_dates"] == [d17.isoformat(), d18.isoformat()]
+    run_day(spark, daily, AS_OF)
+    assert tables(spark, daily) == one_range, "daily runs in order"
+
+    # Gold fails on day 18 (nothing recorded), day 19's run takes day 18's batch as backlog, then
+    # day 18's retry runs after day 19: its own batch only (with the row known on day 17), and it
+    # rolls the chain forward through day 19.
+    lake = settings.with_overrides(lake_root=str(tmp_path / "lake-retry"))
+    later = run_day(spark, lake, AS_OF)
+    assert later["backlog_batches"] == 1 and later["engagement_dates"][0] == d17.isoformat()
+    retry = run_day(spark, lake, d18)
+    assert retry["input_batches"] == [Interval.for_day(d18).batch_id]
+    assert retry["engagement_dates"] == [d17.isoformat(), d18.isoformat(), AS_OF.isoformat()]
+    assert tables(spark, lake) == one_range, "a failed day retried after the next"

@@ -75,7 +75,8 @@ def test_quarantine_rules_dedup_and_reconciliation(spark, fresh_lake):
     distinct_ids = {d["event_id"] for d in well_formed}
     assert (result["inserted"], result["duplicates"], result["quarantined"]) == \
         (len(distinct_ids), len(well_formed) - len(distinct_ids), len(want_quarantine))
-    stored = (read_table(spark, BRONZE_ACTIVITIES, fresh_lake.lake_uri).where(f"batch_id = '{interval.batch_id}'").count(),
+    stored = (read_table(spark, BRONZE_ACTIVITIES, fresh_lake.lake_uri)
+              .where(f"batch_id = '{interval.batch_id}'").count(),
               read_table(spark, SILVER_ACTIVITIES, fresh_lake.lake_uri).count(),
               read_table(spark, QUARANTINE, fresh_lake.lake_uri).count())
     assert (result["rows_in"], result["inserted"], result["quarantined"]) == stored

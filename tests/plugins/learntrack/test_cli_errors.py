@@ -104,7 +104,8 @@ def test_the_mongo_password_is_never_printed():
     ("mongodb://127.0.0.1:27017/", "mongodb://127.0.0.1:27017/"),
     ("abfss://container@account.dfs.core.windows.net/lake", "abfss://container@account.dfs.core.windows.net/lake"),
     ("s3a://bucket/lake?secret_key=abc&region=x", "s3a://bucket/lake?secret_key=***&region=x"),
-    ("in text: mongodb://a:b@h/ and bolt://n:pw@g:7687 done", "in text: mongodb://a:***@h/ and bolt://n:***@g:7687 done"),
+    ("in text: mongodb://a:b@h/ and bolt://n:pw@g:7687 done",
+     "in text: mongodb://a:***@h/ and bolt://n:***@g:7687 done"),
 ])
 def test_redact_uri_masks_passwords(uri, shown):
     from learntrack.cli import redact_uri

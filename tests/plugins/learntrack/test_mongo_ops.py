@@ -96,15 +96,43 @@ def test_latest_20_is_served_by_the_student_index(db):
         db.activities.create_index([("student_id", 1), ("event_time", -1)], name="student_latest")
 
 
+def server_takes_validators(db) -> bool:
+    """Asked of the server directly, not through ensure_collections: does it create a collection
+    with a $jsonSchema validator (real MongoDB) or refuse it as not implemented (FerretDB)?"""
+    from pymongo.errors import OperationFailure
+
+    db.drop_collection("validator_probe")
+    try:
+        db.create_collection("validator_probe", validator={"$jsonSchema": {"bsonType": "object"}})
+    except OperationFailure as exc:
+        assert exc.code in (115, 238), exc  # CommandNotSupported, NotImplemented: anything else is a bug
+        return False
+    finally:
+        db.drop_collection("validator_probe")
+    return True
+
+
 @pytest.mark.stack
 def test_collections_and_indexes_are_created_idempotently(db):
-    from learntrack.mongo_ops import ensure_collections
+    from learntrack.mongo_ops import ACTIVITY_SCHEMA, STUDENT_SCHEMA, ensure_collections
 
+    db.activities.insert_one({"_id": "kept", "event_id": "kept"})
     again = ensure_collections(db)
-    assert set(again) == {"activities", "students", "courses"}
-    assert all(v.startswith(("validator", "validators not supported", "created")) for v in again.values())
-    names = {i["name"] for i in db.activities.list_indexes()}
-    assert {"student_latest", "ingest_bucket"} <= names
+    validators = server_takes_validators(db)
+    validated = "validator (warn)" if validators else \
+        "validators not supported by this server: write-path validation only"
+    assert again == {"activities": validated, "students": validated, "courses": "created"}
+    options = {c["name"]: c.get("options", {}) for c in db.list_collections()}
+    assert {"activities", "students", "courses"} <= set(options)
+    if validators:  # what the report claims is what the server holds
+        assert options["activities"]["validator"] == {"$jsonSchema": ACTIVITY_SCHEMA}
+        assert options["students"]["validator"] == {"$jsonSchema": STUDENT_SCHEMA}
+        assert options["activities"]["validationAction"] == "warn" and "validator" not in options["courses"]
+    assert db.activities.find_one({"_id": "kept"}) == {"_id": "kept", "event_id": "kept"}  # nothing dropped
+    keys = {c: {i["name"]: list(i["key"].items()) for i in db[c].list_indexes()} for c in ("activities", "students")}
+    assert keys["activities"]["student_latest"] == [("student_id", 1), ("event_time", -1)]
+    assert keys["activities"]["ingest_bucket"] == [("ingest_day", 1), ("ingested_at", 1), ("_id", 1)]
+    assert keys["students"]["changes"] == [("updated_day", 1), ("updated_at", 1), ("_id", 1)]
 
 
 @pytest.mark.stack
