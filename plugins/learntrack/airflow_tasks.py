@@ -109,7 +109,7 @@ def run_stage(name: str, **upstream):
     from airflow.sdk.exceptions import AirflowFailException
 
     from expectations.gate import GateFailed
-    from learntrack.pipeline import STAGES, stage_metrics
+    from learntrack.pipeline import STAGES, call_stage, stage_metrics
 
     ctx = get_current_context()
     interval = interval_from_context(ctx)
@@ -122,7 +122,7 @@ def run_stage(name: str, **upstream):
     if "progress" in inspect.signature(stage.fn).parameters:  # e.g. extraction: its chunks in the task log
         kwargs["progress"] = progress_logger(name)
     try:
-        result = stage.fn(settings_for_task(), interval, **kwargs)
+        result = call_stage(stage, settings_for_task(), interval, **kwargs)
     except GateFailed as exc:
         # No retry: the gate has restored the tables it checks, so a retry would validate the
         # restored (older) rows, pass, and record the batch as completed.

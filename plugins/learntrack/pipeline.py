@@ -211,6 +211,20 @@ MAINTENANCE = (
 STAGES = {s.name: s for s in DAILY + MAINTENANCE}
 
 
+def call_stage(stage: Stage, settings: Settings, interval: Interval, **kwargs: Any) -> Any:
+    """Run one stage; a store's connection failure becomes a ``StoreUnavailable`` that names the
+    store, its address and where to look (the driver's error stays attached as the cause)."""
+    from learntrack.store_errors import explain
+
+    try:
+        return stage.fn(settings, interval, **kwargs)
+    except Exception as exc:
+        clear = explain(settings, exc)
+        if clear is None:
+            raise
+        raise clear from exc
+
+
 def run_chain(settings: Settings, interval: Interval, chain: tuple[Stage, ...] = DAILY,
               options: dict[str, dict] | None = None,
               on_stage: Callable[[Stage, Any, float], None] | None = None) -> dict[str, Any]:
@@ -220,7 +234,7 @@ def run_chain(settings: Settings, interval: Interval, chain: tuple[Stage, ...] =
     for stage in chain:
         kwargs = {name: results[name] for name in stage.needs}
         t0 = time.perf_counter()
-        results[stage.name] = stage.fn(settings, interval, **kwargs, **(options or {}).get(stage.name, {}))
+        results[stage.name] = call_stage(stage, settings, interval, **kwargs, **(options or {}).get(stage.name, {}))
         if on_stage:
             on_stage(stage, results[stage.name], time.perf_counter() - t0)
         faults.point(settings, f"after.{stage.name}")

@@ -1,4 +1,5 @@
-"""kill -9 inside each stage, then the retry: the lake and every sink equal an uninterrupted run's.
+"""kill -9 inside each stage, and each store down during its stage, then the retry: the lake and
+every sink equal an uninterrupted run's.
 
 The killed process is a stage as Airflow runs it: a process of its own, with the upstream stages'
 results already stored (XCom there, a JSON file here), so a retry runs the killed stage again and
@@ -39,7 +40,7 @@ import datetime as dt, json, sys
 from pathlib import Path
 from learntrack import faults
 from learntrack.intervals import Interval
-from learntrack.pipeline import DAILY
+from learntrack.pipeline import DAILY, call_stage
 from learntrack.settings import Settings
 
 settings, interval, store = Settings.from_env(), Interval.for_day(dt.date.fromisoformat(sys.argv[1])), Path(sys.argv[2])
@@ -47,7 +48,7 @@ results = json.loads(store.read_text()) if store.exists() else {}
 for stage in DAILY:
     if stage.name in results:
         continue
-    results[stage.name] = stage.fn(settings, interval, **{n: results[n] for n in stage.needs})
+    results[stage.name] = call_stage(stage, settings, interval, **{n: results[n] for n in stage.needs})
     store.write_text(json.dumps(results, default=str))
 """
 
@@ -74,7 +75,9 @@ def state(settings, spark) -> dict:
     return snap
 
 
-def test_a_retry_after_kill_9_inside_each_stage_ends_in_the_uninterrupted_state(stack, spark, tmp_path):
+@pytest.fixture(scope="module")
+def reference(stack, spark, tmp_path_factory):
+    """The source data in MongoDB, and the state an uninterrupted run leaves (lake and sinks)."""
     from learntrack.mongo_ops import client
     from test_backfill import reset_sinks
 
@@ -83,15 +86,28 @@ def test_a_retry_after_kill_9_inside_each_stage_ends_in_the_uninterrupted_state(
     mongo.drop_database(settings.mongo_db)
     load_into_mongo(mongo[settings.mongo_db], generate(PARAMS))
     mongo.close()
-
-    reference = settings.with_overrides(lake_root=str(tmp_path / "reference"), cassandra_keyspace="lt_test_kill_ref",
-                                        redis_prefix="lt_test_kill_ref")
-    reset_sinks(reference)
-    done = run_stages(reference, tmp_path / "reference.json")
+    folder = tmp_path_factory.mktemp("reference")
+    ref = settings.with_overrides(lake_root=str(folder / "lake"), cassandra_keyspace="lt_test_kill_ref",
+                                  redis_prefix="lt_test_kill_ref")
+    reset_sinks(ref)
+    done = run_stages(ref, folder / "stages.json")
     assert done.returncode == 0, done.stderr[-3000:]
-    want = state(reference, spark)
+    want = state(ref, spark)
     assert want["silver.quarantine"] and want["gold.course_daily_engagement"] and want["neo4j_paths"]
+    return settings, want
 
+
+def assert_same_state(settings, spark, want) -> None:
+    got = state(settings, spark)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert got[key] == want[key], key
+
+
+def test_a_retry_after_kill_9_inside_each_stage_ends_in_the_uninterrupted_state(reference, spark, tmp_path):
+    from test_backfill import reset_sinks
+
+    settings, want = reference
     killed = settings.with_overrides(lake_root=str(tmp_path / "killed"), cassandra_keyspace="lt_test_kill_run",
                                      redis_prefix="lt_test_kill_run")
     reset_sinks(killed)  # (Neo4j Community has one graph: the reference's is wiped too)
@@ -103,7 +119,45 @@ def test_a_retry_after_kill_9_inside_each_stage_ends_in_the_uninterrupted_state(
     assert done.returncode == 0, done.stderr[-3000:]
     stages = json.loads(store.read_text())
     assert stages["gate_silver"]["gate_failed"] == 0 and stages["gate_gold"]["gate_failed"] == 0
-    got = state(killed, spark)
-    assert got.keys() == want.keys()
-    for key in want:
-        assert got[key] == want[key], key
+    assert_same_state(killed, spark, want)
+
+
+def _stack(action: str, service: str, settings) -> None:
+    out = subprocess.run([str(Path(sys.executable).with_name("learntrack")), "stack", action, service], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, **settings.to_env()})
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_each_store_down_during_its_stage_fails_clearly_and_the_retry_completes(reference, spark, tmp_path):
+    """MongoDB and Redis are stopped for real (they restart in a second); Cassandra and Neo4j, which
+    take a minute to start, are made unreachable by pointing their stage at a closed port."""
+    from test_backfill import reset_sinks
+
+    settings, want = reference
+    run = settings.with_overrides(lake_root=str(tmp_path / "outage"), cassandra_keyspace="lt_test_outage",
+                                  redis_prefix="lt_test_outage")
+    reset_sinks(run)
+    store = tmp_path / "outage.json"
+    closed = 1  # nothing listens on port 1
+    outages = [  # (stage that fails, message, settings of the attempt, service stopped for real)
+        ("extract_bronze", "MongoDB at 127.0.0.1:%d is not reachable" % run.mongo_port, run, "mongo"),
+        ("publish_cassandra", "Cassandra at 127.0.0.1:1 is not reachable", run.with_overrides(cassandra_port=closed),
+         None),
+        ("publish_redis", "Redis at 127.0.0.1:%d is not reachable" % run.redis_port, run, "redis"),
+        ("publish_neo4j", "Neo4j at 127.0.0.1:1 is not reachable",
+         run.with_overrides(neo4j_uri="bolt://127.0.0.1:1"), None),
+    ]
+    for stage, message, attempt, service in outages:
+        if service:
+            _stack("down", service, run)
+        try:
+            proc = run_stages(attempt, store)
+        finally:
+            if service:
+                _stack("up", service, run)
+        done = json.loads(store.read_text()) if store.exists() else {}
+        assert proc.returncode == 1 and stage not in done, (stage, proc.stderr[-3000:])
+        assert "StoreUnavailable: " + message in proc.stderr, (stage, proc.stderr[-3000:])
+    proc = run_stages(run, store)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_state(run, spark, want)
