@@ -28,7 +28,7 @@ def point(settings, name: str) -> None:
     wanted = getattr(settings, "fail_at", "")
     if not wanted:
         return
-    if wanted not in POINTS and not wanted.startswith("after."):
-        raise ValueError(f"LEARNTRACK_FAIL_AT={wanted!r} is not a fail point; known: {', '.join(POINTS)}, after.<stage>")
+    if wanted not in POINTS:
+        raise ValueError(f"LEARNTRACK_FAIL_AT={wanted!r} is not a fail point; known: {', '.join(POINTS)}")
     if wanted == name:
         os.kill(os.getpid(), signal.SIGKILL)

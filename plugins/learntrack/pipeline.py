@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from lake.tables import BRONZE_TABLES, GOLD_TABLES, SILVER_TABLES
-from learntrack import faults
 from learntrack.intervals import Interval
 from learntrack.settings import Settings
 
@@ -237,7 +236,6 @@ def run_chain(settings: Settings, interval: Interval, chain: tuple[Stage, ...] =
         results[stage.name] = call_stage(stage, settings, interval, **kwargs, **(options or {}).get(stage.name, {}))
         if on_stage:
             on_stage(stage, results[stage.name], time.perf_counter() - t0)
-        faults.point(settings, f"after.{stage.name}")
     return results
 
 

@@ -38,7 +38,6 @@ LINEAGE = {"extracted_at"}  # when a row was extracted: differs between any two 
 RUNNER = """
 import datetime as dt, json, sys
 from pathlib import Path
-from learntrack import faults
 from learntrack.intervals import Interval
 from learntrack.pipeline import DAILY, call_stage
 from learntrack.settings import Settings
