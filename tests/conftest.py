@@ -25,7 +25,7 @@ def base_settings() -> Settings:
     test_home = s.home_path / "test"
     return s.with_overrides(
         mongo_db="lt_test", cassandra_keyspace="lt_test", redis_url=s.redis_url.rsplit("/", 1)[0] + "/1",
-        redis_prefix="lt_test", lake_root=str(test_home / "lake"), airflow_home=str(test_home / "airflow"),
+        redis_prefix="lt_test", neo4j_namespace="lt_test", lake_root=str(test_home / "lake"), airflow_home=str(test_home / "airflow"),
         airflow_db_name="airflow_test",  # a metadata database belongs to one Airflow home
     )
 

@@ -36,6 +36,12 @@ class Settings:
     mongo_socket_timeout_s: float = 120.0
     redis_url: str = ""
     redis_prefix: str = "learntrack"
+    # Everything a publish writes to Redis expires unless a later publish renews it (days).
+    redis_snapshot_ttl_days: int = 14
+    # Progress keys (resume positions) live this long after their last write or nightly refresh.
+    redis_progress_ttl_days: int = 30
+    # 1: insert_activities also updates Redis as it writes (resume positions, live scores); 0: off.
+    redis_live_path: int = 1
     cassandra_hosts: str = ""  # comma-separated contact points
     cassandra_port: int = 9042
     cassandra_keyspace: str = "learntrack"
@@ -44,9 +50,16 @@ class Settings:
     cassandra_replication: str = '{"class": "SimpleStrategy", "replication_factor": 1}'
     cassandra_username: str = ""
     cassandra_password: str = ""
+    # Publishing: statements in flight at once, and retries (with exponential backoff) of one that fails.
+    cassandra_max_in_flight: int = 64
+    cassandra_retries: int = 3
+    cassandra_retry_backoff_s: float = 0.5
     neo4j_uri: str = ""
     neo4j_user: str = ""  # empty: no auth (the local embedded server runs without it)
     neo4j_password: str = ""
+    # Neo4j Community has one database: every node a run writes carries this namespace, and every
+    # query is scoped by it (like the Mongo database, Cassandra keyspace and Redis prefix).
+    neo4j_namespace: str = "learntrack"
     # How long the CLI's check that Redis, Cassandra or Neo4j answers waits before it says the
     # store is down (`learntrack summary` checks every store before it starts Spark).
     store_check_timeout_s: float = 5.0
@@ -105,6 +118,8 @@ class Settings:
     engagement_struggling_min_attempts: int = 2
     engagement_struggling_pass_rate: float = 0.5
     multi_region_window_minutes: int = 30
+    # Account sharing: an IP or device used by at least this many distinct students on one day.
+    shared_access_min_students: int = 5
 
     # --- lake maintenance ------------------------------------------------------------------------
     raw_retention_days: int = 90  # bronze and silver (raw and conformed events)
