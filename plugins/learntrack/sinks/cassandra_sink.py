@@ -1,27 +1,36 @@
-"""Cassandra: the published daily course aggregates that Grafana reads.
+"""Cassandra: the published aggregates Grafana and analysts read, one table per read
+(``cassandra_schema``: the tables and their migrations).
 
-Two query tables over the same rows (Cassandra is modelled per query): by day (top courses on
-a day) and by course (one course over time). A recomputed day replaces its rows exactly: courses
-no longer present that day are deleted, the rest are upserted with prepared statements.
+A recomputed day replaces its rows exactly, in every table, even after a failure part-way:
+``published_keys`` records the keys each table holds for each day, and the order of the writes
+keeps that record a superset of the rows (record new keys, delete stale rows, upsert rows, forget
+stale keys). A publish cut off anywhere leaves at worst rows that the record still names, so the
+next publish of the day finds and deletes them. While a day is being replaced a reader sees each
+row either old or new (Cassandra has no multi-row isolation); after a crash the retry completes it.
+
+Every statement is prepared; they run concurrently with at most ``cassandra_max_in_flight`` in
+flight, and a statement that fails is retried ``cassandra_retries`` times with exponential backoff.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable, Mapping
+import time
+from collections import defaultdict
+from typing import Any, Callable, Iterable, Mapping
 
 from learntrack import faults
+from learntrack.intervals import to_utc
 from learntrack.settings import Settings
+from learntrack.sinks.cassandra_schema import (COMPLETION_FUNNEL_BY_DAY, COURSE_DAILY_BY_COURSE, COURSE_DAILY_BY_DAY,
+                                               COURSE_METRICS, MULTI_REGION_ALERTS_BY_DAY, PIPELINE_RUN_COLUMNS,
+                                               PIPELINE_RUNS, SEGMENTS_BY_DAY, SHARED_ACCESS_BY_DAY,
+                                               STUDENT_ENGAGEMENT_BY_STUDENT, DayTable, migrate)
 
-METRICS = ("active_learners", "events", "page_views", "video_plays", "video_completions", "quiz_attempts",
-           "assignment_submissions", "logins", "video_watch_seconds", "avg_quiz_score_pct", "quiz_pass_rate",
-           "new_learners")
-_DOUBLES = {"video_watch_seconds", "avg_quiz_score_pct", "quiz_pass_rate"}
-_METRIC_TYPES = {m: "double" if m in _DOUBLES else "bigint" for m in METRICS}
-_COLUMNS_DDL = ", ".join(f"{m} {t}" for m, t in _METRIC_TYPES.items())
-
-TABLE_BY_DAY = "course_daily_engagement_by_day"
-TABLE_BY_COURSE = "course_daily_engagement_by_course"
+METRICS = tuple(m for m, _ in COURSE_METRICS)
+TABLE_BY_DAY = COURSE_DAILY_BY_DAY.name
+TABLE_BY_COURSE = COURSE_DAILY_BY_COURSE.name
+TABLE_PIPELINE_RUNS = PIPELINE_RUNS
 
 
 def connect(settings: Settings):
@@ -36,101 +45,157 @@ def connect(settings: Settings):
     return cluster, cluster.connect()
 
 
-def ensure_schema(session, settings: Settings) -> None:
-    replication = ", ".join(f"'{k}': {v!r}" if isinstance(v, str) else f"'{k}': {v}"
-                            for k, v in settings.cassandra_replication_map.items())
-    ks = settings.cassandra_keyspace
-    session.execute(f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{{replication}}}")
-    session.execute(f"CREATE TABLE IF NOT EXISTS {ks}.{TABLE_BY_DAY} (event_date date, course_id text, "
-                    f"{_COLUMNS_DDL}, PRIMARY KEY ((event_date), course_id))")
-    session.execute(f"CREATE TABLE IF NOT EXISTS {ks}.{TABLE_BY_COURSE} (course_id text, event_date date, "
-                    f"{_COLUMNS_DDL}, PRIMARY KEY ((course_id), event_date)) "
-                    "WITH CLUSTERING ORDER BY (event_date DESC)")
-    columns = session.prepare("SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?")
-    for table in (TABLE_BY_DAY, TABLE_BY_COURSE):  # metrics added since the table was created
-        present = {r.column_name for r in session.execute(columns, (ks, table))}
-        for metric, ctype in _METRIC_TYPES.items():
-            if metric not in present:
-                session.execute(f"ALTER TABLE {ks}.{table} ADD {metric} {ctype}")
+def ensure_schema(session, settings: Settings) -> list[int]:
+    replication = "{" + ", ".join(f"'{k}': {v!r}" if isinstance(v, str) else f"'{k}': {v}"
+                                  for k, v in settings.cassandra_replication_map.items()) + "}"
+    return migrate(session, settings.cassandra_keyspace, replication)
 
 
-def publish_course_daily(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping]) -> dict:
-    """Make Cassandra hold exactly ``rows`` for each of ``days``."""
-    from cassandra.concurrent import execute_concurrent_with_args
-
-    days = sorted(set(days))
-    by_day: dict[dt.date, list[Mapping]] = {d: [] for d in days}
-    for row in rows:
-        by_day.setdefault(row["event_date"], []).append(row)
+def _session(settings: Settings, work: Callable[[Any], dict]) -> dict:
     cluster, session = connect(settings)
     try:
         ensure_schema(session, settings)
-        ks = settings.cassandra_keyspace
-        cols = ", ".join(METRICS)
-        marks = ", ".join("?" for _ in METRICS)
-        upsert_day = session.prepare(f"INSERT INTO {ks}.{TABLE_BY_DAY} (event_date, course_id, {cols}) "
-                                     f"VALUES (?, ?, {marks})")
-        upsert_course = session.prepare(f"INSERT INTO {ks}.{TABLE_BY_COURSE} (course_id, event_date, {cols}) "
-                                        f"VALUES (?, ?, {marks})")
-        existing = session.prepare(f"SELECT course_id FROM {ks}.{TABLE_BY_DAY} WHERE event_date = ?")
-        delete_day = session.prepare(f"DELETE FROM {ks}.{TABLE_BY_DAY} WHERE event_date = ? AND course_id = ?")
-        delete_course = session.prepare(f"DELETE FROM {ks}.{TABLE_BY_COURSE} WHERE course_id = ? AND event_date = ?")
-        upserted = deleted = 0
-        for day, day_rows in sorted(by_day.items()):
-            keep = {r["course_id"] for r in day_rows}
-            stale = [r.course_id for r in session.execute(existing, (day,)) if r.course_id not in keep]
-            if stale:
-                execute_concurrent_with_args(session, delete_day, [(day, c) for c in stale], raise_on_first_error=True)
-                execute_concurrent_with_args(session, delete_course, [(c, day) for c in stale],
-                                             raise_on_first_error=True)
-                deleted += len(stale)
-            values = [tuple(r[m] for m in METRICS) for r in day_rows]
-            execute_concurrent_with_args(session, upsert_day,
-                                         [(day, r["course_id"], *v) for r, v in zip(day_rows, values)],
-                                         concurrency=64, raise_on_first_error=True)
-            faults.point(settings, "cassandra.by_day_written")
-            execute_concurrent_with_args(session, upsert_course,
-                                         [(r["course_id"], day, *v) for r, v in zip(day_rows, values)],
-                                         concurrency=64, raise_on_first_error=True)
-            upserted += len(day_rows)
-        return {"days": len(by_day), "rows_upserted": upserted, "rows_deleted": deleted}
+        return work(session)
     finally:
         cluster.shutdown()
 
 
-def read_day(settings: Settings, day: dt.date) -> list[dict]:
-    cluster, session = connect(settings)
-    try:
-        stmt = session.prepare(f"SELECT * FROM {settings.cassandra_keyspace}.{TABLE_BY_DAY} WHERE event_date = ?")
-        return [dict(r._asdict()) for r in session.execute(stmt, (day,))]
-    finally:
-        cluster.shutdown()
+def execute_all(session, settings: Settings, statement, args: list[tuple]) -> int:
+    """Run ``statement`` for every argument tuple, at most ``cassandra_max_in_flight`` at once;
+    retry the failed ones with exponential backoff, then raise the last error."""
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    pending = list(args)
+    for attempt in range(settings.cassandra_retries + 1):
+        results = execute_concurrent_with_args(session, statement, pending,
+                                               concurrency=settings.cassandra_max_in_flight,
+                                               raise_on_first_error=False)
+        failed = [(a, r) for a, (ok, r) in zip(pending, results) if not ok]
+        if not failed:
+            return len(args)
+        if attempt == settings.cassandra_retries:
+            raise failed[0][1]
+        pending = [a for a, _ in failed]
+        time.sleep(settings.cassandra_retry_backoff_s * 2 ** attempt)
+    return len(args)
 
 
-TABLE_PIPELINE_RUNS = "pipeline_runs_by_day"
-_RUN_COLUMNS = {"stage": "text", "state": "text", "try_number": "int", "started_at": "timestamp",
-                "duration_s": "double", "rows_in": "bigint", "rows_out": "bigint", "backlog_batches": "int",
-                "gate_checks": "int", "gate_failed": "int"}
+def replace_days(session, settings: Settings, table: DayTable, days: Iterable[dt.date],
+                 rows: Iterable[Mapping]) -> dict:
+    """Make ``table`` hold exactly ``rows`` for each of ``days`` (rows of other days are refused)."""
+    ks = settings.cassandra_keyspace
+    days = sorted(set(days))
+    by_day: dict[dt.date, dict[tuple, Mapping]] = {d: {} for d in days}
+    for row in rows:
+        day = row[table.day_column]
+        if day not in by_day:
+            raise ValueError(f"{table.name}: a row of {day} is not among the days being replaced")
+        by_day[day][tuple(str(row[k]) for k in table.keys)] = row
+    cols = (table.day_column, *table.keys, *table.column_names)
+    upsert = session.prepare(f"INSERT INTO {ks}.{table.name} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})")
+    where = " AND ".join(f"{c} = ?" for c in (table.day_column, *table.keys))
+    delete = session.prepare(f"DELETE FROM {ks}.{table.name} WHERE {where}")
+    recorded = session.prepare(f"SELECT key_values FROM {ks}.published_keys WHERE table_name = ? AND day = ?")
+    record = session.prepare(f"INSERT INTO {ks}.published_keys (table_name, day, key_values) VALUES (?, ?, ?)")
+    forget = session.prepare(f"DELETE FROM {ks}.published_keys WHERE table_name = ? AND day = ? AND key_values = ?")
+    upserted = deleted = 0
+    for day, keyed in by_day.items():
+        old = {tuple(r.key_values) for r in session.execute(recorded, (table.name, day))}
+        stale = sorted(old - set(keyed))
+        execute_all(session, settings, record, [(table.name, day, list(k)) for k in keyed if k not in old])
+        deleted += execute_all(session, settings, delete, [(day, *k) for k in stale])
+        upserted += execute_all(session, settings, upsert,
+                                [(day, *k, *(_cql(row[c]) for c in table.column_names)) for k, row in keyed.items()])
+        execute_all(session, settings, forget, [(table.name, day, list(k)) for k in stale])
+    return {"rows_upserted": upserted, "rows_deleted": deleted}
+
+
+def _cql(value):
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dt.datetime):
+        return to_utc(value)  # rows from Spark: naive means the host's local time
+    return value
+
+
+# --- publishers: one per gold table, each writing every table that serves a read of it ---------
+def publish_course_daily(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping]) -> dict:
+    """gold.course_daily_engagement of ``days`` into the by-day and by-course tables."""
+    rows, days = list(rows), sorted(set(days))
+
+    def work(session):
+        by_day = replace_days(session, settings, COURSE_DAILY_BY_DAY, days, rows)
+        faults.point(settings, "cassandra.by_day_written")
+        replace_days(session, settings, COURSE_DAILY_BY_COURSE, days, rows)
+        return {"days": len(days), **by_day}
+
+    return _session(settings, work)
+
+
+def publish_student_engagement(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping]) -> dict:
+    """gold.student_engagement of the as-of ``days``: each student's history, and segment sizes."""
+    rows, days = list(rows), sorted(set(days))
+    segments: dict[tuple, list[float]] = defaultdict(list)
+    for r in rows:
+        segments[(r["as_of_date"], r["segment"])].append(float(r["score"]))
+    segment_rows = [{"as_of_date": d, "segment": s, "students": len(v), "avg_score": sum(v) / len(v)}
+                    for (d, s), v in segments.items()]
+
+    def work(session):
+        out = replace_days(session, settings, STUDENT_ENGAGEMENT_BY_STUDENT, days, rows)
+        replace_days(session, settings, SEGMENTS_BY_DAY, days, segment_rows)
+        return {"days": len(days), **out, "segments": len(segment_rows)}
+
+    return _session(settings, work)
+
+
+def publish_completion_funnel(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping]) -> dict:
+    rows, days = list(rows), sorted(set(days))
+    return _session(settings, lambda s: replace_days(s, settings, COMPLETION_FUNNEL_BY_DAY, days, rows))
+
+
+def publish_multi_region_alerts(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping]) -> dict:
+    rows, days = list(rows), sorted(set(days))
+    return _session(settings, lambda s: replace_days(s, settings, MULTI_REGION_ALERTS_BY_DAY, days, rows))
+
+
+def publish_shared_access(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping]) -> dict:
+    rows, days = list(rows), sorted(set(days))
+    return _session(settings, lambda s: replace_days(s, settings, SHARED_ACCESS_BY_DAY, days, rows))
 
 
 def publish_pipeline_runs(settings: Settings, rows: list[Mapping]) -> dict:
     """Pipeline health for Grafana: per interval day, per run and stage (an upsert: a retried or
     re-run stage replaces its row)."""
-    from cassandra.concurrent import execute_concurrent_with_args
+    cols = [c for c, _ in PIPELINE_RUN_COLUMNS]
 
-    cluster, session = connect(settings)
-    try:
-        ensure_schema(session, settings)
-        ks = settings.cassandra_keyspace
-        ddl = ", ".join(f"{c} {t}" for c, t in _RUN_COLUMNS.items() if c != "stage")
-        session.execute(f"CREATE TABLE IF NOT EXISTS {ks}.{TABLE_PIPELINE_RUNS} (run_date date, run_id text, "
-                        f"stage text, {ddl}, PRIMARY KEY ((run_date), run_id, stage))")
-        cols = list(_RUN_COLUMNS)
-        stmt = session.prepare(f"INSERT INTO {ks}.{TABLE_PIPELINE_RUNS} (run_date, run_id, {', '.join(cols)}) "
-                               f"VALUES (?, ?, {', '.join('?' for _ in cols)})")
+    def work(session):
+        stmt = session.prepare(f"INSERT INTO {settings.cassandra_keyspace}.{PIPELINE_RUNS} (run_date, run_id, "
+                               f"{', '.join(cols)}) VALUES (?, ?, {', '.join('?' for _ in cols)})")
         args = [((r["interval_end"] - dt.timedelta(microseconds=1)).date(), r["run_id"], *(r[c] for c in cols))
                 for r in rows]
-        execute_concurrent_with_args(session, stmt, args, concurrency=16, raise_on_first_error=True)
-        return {"rows_published": len(args)}
+        return {"rows_published": execute_all(session, settings, stmt, args)}
+
+    return _session(settings, work)
+
+
+# --- readers (tests, the CLI summary) ------------------------------------------------------------
+def read_day(settings: Settings, day: dt.date, table: DayTable = COURSE_DAILY_BY_DAY) -> list[dict]:
+    cluster, session = connect(settings)
+    try:
+        stmt = session.prepare(f"SELECT * FROM {settings.cassandra_keyspace}.{table.name} "
+                               f"WHERE {table.day_column} = ? ALLOW FILTERING")
+        return [dict(r._asdict()) for r in session.execute(stmt, (day,))]
+    finally:
+        cluster.shutdown()
+
+
+def read_table(settings: Settings, table: str) -> list[dict]:
+    """Every row of a (small) table: for tests and the summary, not for serving."""
+    cluster, session = connect(settings)
+    try:
+        return [dict(r._asdict()) for r in session.execute(f"SELECT * FROM {settings.cassandra_keyspace}.{table}")]
     finally:
         cluster.shutdown()

@@ -1,20 +1,37 @@
-"""Redis: live engagement scores and the leaderboard.
+"""Redis: the engagement snapshot the platform and Grafana read (scores, leaderboards, segments).
 
-Keys (prefix from settings):
-  <p>:engagement:leaderboard        ZSET student_id -> score (the latest as-of day)
-  <p>:engagement:student:<id>       HASH score, segment, events_recent, as_of_date, last_event_time
-  <p>:engagement:as_of              the as-of day currently published
-A snapshot is written under temporary keys and swapped in with RENAME inside MULTI, so readers
-see the old or the new snapshot, never a mix; an older as-of day never replaces a newer one.
+A published snapshot is a *version*: ``<as_of>.<content digest>``. Its keys carry the version,
+and one pointer names the version readers use (prefix ``<p>`` from settings)::
+
+  <p>:engagement:current                          STRING  the published version
+  <p>:engagement:v:<V>:leaderboard                ZSET    student_id -> score (all courses)
+  <p>:engagement:v:<V>:course:<course>:leaderboard ZSET   student_id -> score in that course
+  <p>:engagement:v:<V>:student:<student>          HASH    score, segment, events_recent, as_of_date, last_event_time
+  <p>:engagement:v:<V>:segments                   HASH    segment -> students
+  <p>:engagement:v:<V>:courses                    SET     courses with a leaderboard (to delete the version)
+  <p>:engagement:v:<V>:meta                       HASH    as_of_date, students, courses; written last
+  <p>:engagement:versions                         ZSET    every version a publish started -> start time
+
+Why: a reader resolves the pointer once and reads one version, so it never mixes two snapshots;
+a crash part-way leaves the pointer on the previous complete version, and the next publish
+deletes whatever the crashed one left (the ``versions`` registry names it, no SCAN). The swap is a
+WATCHed transaction that refuses to move the pointer to an older as-of day, so a late publisher
+cannot replace a newer snapshot. The digest makes the version a function of the content: publishing
+the same gold twice finds its version already current and writes nothing. Every key a run writes
+has the snapshot TTL (``redis_snapshot_ttl_days``): a pipeline that stops publishing lets Redis
+empty itself rather than serve numbers weeks old as current.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import time
+from collections import Counter
 from typing import Iterable, Mapping
 
-from learntrack.intervals import to_utc
 from learntrack import faults
+from learntrack.intervals import to_utc
 from learntrack.settings import Settings
 
 
@@ -24,42 +41,187 @@ def connect(settings: Settings):
     return redis.Redis.from_url(settings.redis_url, decode_responses=True)
 
 
-def keys(settings: Settings) -> dict[str, str]:
-    p = f"{settings.redis_prefix}:engagement"
-    return {"leaderboard": f"{p}:leaderboard", "student": f"{p}:student:", "as_of": f"{p}:as_of"}
+def _root(settings: Settings) -> str:
+    return f"{settings.redis_prefix}:engagement"
 
 
-def publish_scores(settings: Settings, as_of: dt.date, rows: Iterable[Mapping], batch: int = 5000) -> dict:
+def pointer_key(settings: Settings) -> str:
+    return f"{_root(settings)}:current"
+
+
+def registry_key(settings: Settings) -> str:
+    return f"{_root(settings)}:versions"
+
+
+def version_key(settings: Settings, version: str, *parts: str) -> str:
+    return ":".join((_root(settings), "v", version, *parts))
+
+
+def content_digest(student_rows: list[Mapping], course_rows: list[Mapping]) -> str:
+    """Digest of a snapshot's content, independent of row order (for callers without Spark)."""
+    h = hashlib.sha256()
+    for line in sorted(repr(sorted((k, str(v)) for k, v in r.items())) for r in (*student_rows, *course_rows)):
+        h.update(line.encode())
+    return h.hexdigest()
+
+
+def publish_scores(settings: Settings, as_of: dt.date, student_rows: Iterable[Mapping],
+                   course_rows: Iterable[Mapping] = (), digest: str | None = None, batch: int = 5000) -> dict:
+    """Publish gold's engagement of ``as_of`` as a new version and point readers at it.
+
+    ``student_rows``: gold.student_engagement rows; ``course_rows``: gold.student_course_engagement
+    rows of the same day. ``digest`` identifies the content (the pipeline computes it in Spark);
+    without it the rows are materialised and digested here.
+    """
+    if digest is None:
+        student_rows, course_rows = list(student_rows), list(course_rows)
+        digest = content_digest(student_rows, course_rows)
+    version = f"{as_of.isoformat()}.{digest[:16]}"
     r = connect(settings)
-    k = keys(settings)
-    current = r.get(k["as_of"])
-    if current and current > as_of.isoformat():
-        return {"published": 0, "skipped": f"a newer as-of day {current} is already published"}
-    tmp = f"{k['leaderboard']}:tmp:{as_of.isoformat()}"
-    r.delete(tmp)
+    ttl = settings.redis_snapshot_ttl_days * 86400
+    current = r.get(pointer_key(settings))
+    if current == version and r.exists(version_key(settings, version, "meta")):
+        _delete_versions_except(r, settings, current)
+        return {"published": 0, "version": version, "as_of_date": as_of.isoformat(), "unchanged": True}
+    if current and current.split(".")[0] > as_of.isoformat():
+        _delete_versions_except(r, settings, current)
+        return {"published": 0, "skipped": f"a newer as-of day ({current}) is already published"}
+
+    r.zadd(registry_key(settings), {version: time.time()})
+    r.expire(registry_key(settings), ttl)
+    _delete_version(r, settings, version)  # leftovers of a crashed publish of the same content
+    students, courses = _write_version(r, settings, version, as_of, student_rows, course_rows, ttl, batch)
+    faults.point(settings, "redis.hashes_written")
+    meta = version_key(settings, version, "meta")
+    r.hset(meta, mapping={"as_of_date": as_of.isoformat(), "students": students, "courses": courses,
+                          "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+    r.expire(meta, ttl)
+    if not _swap(r, settings, version, as_of, ttl):
+        _delete_versions_except(r, settings, r.get(pointer_key(settings)))
+        return {"published": 0, "skipped": "a newer as-of day was published meanwhile"}
+    deleted = _delete_versions_except(r, settings, version)
+    return {"published": students, "courses": courses, "version": version, "as_of_date": as_of.isoformat(),
+            "versions_deleted": deleted}
+
+
+def _write_version(r, settings, version, as_of, student_rows, course_rows, ttl, batch) -> tuple[int, int]:
+    """Every key of the version, pipelined; a student is added to the leaderboard before its hash
+    is written, so the leaderboard names every hash a crashed publish may have left."""
+    board = version_key(settings, version, "leaderboard")
+    course_set = version_key(settings, version, "courses")
+    segments: Counter = Counter()
+    pipe = r.pipeline(transaction=False)
+    students = 0
+    for row in student_rows:
+        sid, score = row["student_id"], float(row["score"])
+        key = version_key(settings, version, "student", sid)
+        last = row.get("last_event_time")
+        pipe.zadd(board, {sid: score})
+        pipe.hset(key, mapping={"score": str(row["score"]), "segment": row["segment"],
+                                "events_recent": int(row["events_recent"]), "as_of_date": as_of.isoformat(),
+                                "last_event_time": to_utc(last).isoformat() if last else ""})
+        pipe.expire(key, ttl)
+        segments[row["segment"]] += 1
+        students += 1
+        if students % batch == 0:
+            pipe.execute()
+    pipe.expire(board, ttl)
+    courses: set[str] = set()
+    for i, row in enumerate(course_rows, 1):
+        course = row["course_id"]
+        key = version_key(settings, version, "course", course, "leaderboard")
+        if course not in courses:
+            pipe.sadd(course_set, course)
+            courses.add(course)
+        pipe.zadd(key, {row["student_id"]: float(row["score"])})
+        pipe.expire(key, ttl)
+        if i % batch == 0:
+            pipe.execute()
+    pipe.expire(course_set, ttl)
+    seg_key = version_key(settings, version, "segments")
+    if segments:
+        pipe.hset(seg_key, mapping=dict(segments))
+        pipe.expire(seg_key, ttl)
+    pipe.execute()
+    return students, len(courses)
+
+
+def _swap(r, settings, version: str, as_of: dt.date, ttl: int) -> bool:
+    """Point readers at ``version`` unless a newer as-of day is current (checked under WATCH, so
+    a publisher that swapped in between makes this transaction retry and see it)."""
+    import redis
+
+    with r.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(pointer_key(settings))
+                current = pipe.get(pointer_key(settings))
+                if current and current.split(".")[0] > as_of.isoformat():
+                    pipe.unwatch()
+                    return False
+                if not pipe.exists(version_key(settings, version, "meta")):
+                    raise RuntimeError(f"Redis snapshot {version} was deleted before its swap "
+                                       "(another publisher ran at the same time); retry the publish")
+                pipe.multi()
+                pipe.set(pointer_key(settings), version, ex=ttl)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                continue
+
+
+def _delete_versions_except(r, settings, keep: str | None) -> int:
+    """Delete every registered version but ``keep``: superseded snapshots and a crashed publish's."""
+    stale = [v for v in r.zrange(registry_key(settings), 0, -1) if v != keep]
+    for version in stale:
+        _delete_version(r, settings, version)
+        r.zrem(registry_key(settings), version)
+    return len(stale)
+
+
+def _delete_version(r, settings, version: str, batch: int = 5000) -> None:
+    board = version_key(settings, version, "leaderboard")
+    course_set = version_key(settings, version, "courses")
     pipe = r.pipeline(transaction=False)
     n = 0
-    for row in rows:
-        sid = row["student_id"]
-        pipe.zadd(tmp, {sid: float(row["score"])})
-        last = row["last_event_time"]
-        pipe.hset(f"{k['student']}{sid}", mapping={
-            "score": str(row["score"]), "segment": row["segment"], "events_recent": int(row["events_recent"]),
-            "as_of_date": as_of.isoformat(), "last_event_time": to_utc(last).isoformat() if last else ""})
+    for sid, _ in r.zscan_iter(board):
+        pipe.unlink(version_key(settings, version, "student", sid))
         n += 1
         if n % batch == 0:
             pipe.execute()
+    for course in r.sscan_iter(course_set):
+        pipe.unlink(version_key(settings, version, "course", course, "leaderboard"))
+    pipe.unlink(board, course_set, version_key(settings, version, "segments"), version_key(settings, version, "meta"))
     pipe.execute()
-    faults.point(settings, "redis.hashes_written")
-    with r.pipeline(transaction=True) as swap:
-        if n:
-            swap.rename(tmp, k["leaderboard"])
-        else:
-            swap.delete(k["leaderboard"])
-        swap.set(k["as_of"], as_of.isoformat())
-        swap.execute()
-    return {"published": n, "as_of_date": as_of.isoformat()}
 
 
-def top(settings: Settings, n: int = 10) -> list[tuple[str, float]]:
-    return connect(settings).zrevrange(keys(settings)["leaderboard"], 0, n - 1, withscores=True)
+# --- readers ----------------------------------------------------------------------------------
+# A reader resolves the pointer, then reads that version. Old versions are deleted right after a
+# swap, so a reader that finds its version gone (a few milliseconds' window) reads the pointer again.
+def current_version(settings: Settings, r=None) -> str | None:
+    return (r or connect(settings)).get(pointer_key(settings))
+
+
+def snapshot_as_of(settings: Settings) -> str | None:
+    version = current_version(settings)
+    return version.split(".")[0] if version else None
+
+
+def top(settings: Settings, n: int = 10, course: str | None = None) -> list[tuple[str, float]]:
+    """The ``n`` best students of the published snapshot, overall or in one course (``n`` < 0: all)."""
+    r = connect(settings)
+    version = current_version(settings, r)
+    if not version:
+        return []
+    parts = ("course", course, "leaderboard") if course else ("leaderboard",)
+    return r.zrevrange(version_key(settings, version, *parts), 0, n - 1 if n > 0 else -1, withscores=True)
+
+
+def leaderboard(settings: Settings, course: str | None = None) -> dict[str, float]:
+    return dict(top(settings, -1, course))
+
+
+def student(settings: Settings, student_id: str) -> dict[str, str]:
+    r = connect(settings)
+    version = current_version(settings, r)
+    return r.hgetall(version_key(settings, version, "student", student_id)) if version else {}
