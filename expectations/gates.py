@@ -207,8 +207,9 @@ def gate_gold(spark, settings: Settings, interval: Interval, build_result: dict)
     from expectations import suites
     from jobs.common import read_table
     from lake import ledger
-    from lake.tables import (GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_ENGAGEMENT,
-                             GOLD_STUDENT_COURSE_PROGRESS, GOLD_STUDENT_ENGAGEMENT, SILVER_ACTIVITIES)
+    from lake.tables import (GOLD_COMPLETION_FUNNEL, GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_SHARED_ACCESS,
+                             GOLD_STUDENT_COURSE_ENGAGEMENT, GOLD_STUDENT_COURSE_PROGRESS, GOLD_STUDENT_ENGAGEMENT,
+                             SILVER_ACTIVITIES)
 
     lake = settings.lake_uri
     days = [dt.date.fromisoformat(d) for d in build_result["recomputed_dates"]]
@@ -230,6 +231,10 @@ def gate_gold(spark, settings: Settings, interval: Interval, build_result: dict)
          suites.gold_student_course_progress_suite()),
         (GOLD_MULTI_REGION, read_table(spark, GOLD_MULTI_REGION, lake).where(F.col("event_date").isin(days)),
          suites.gold_multi_region_suite(settings.multi_region_window_minutes)),
+        (GOLD_SHARED_ACCESS, read_table(spark, GOLD_SHARED_ACCESS, lake).where(F.col("event_date").isin(days)),
+         suites.gold_shared_access_suite(settings.shared_access_min_students)),
+        (GOLD_COMPLETION_FUNNEL, read_table(spark, GOLD_COMPLETION_FUNNEL, lake)
+         .where(F.col("as_of_date").isin(build_result.get("funnel_dates", []))), suites.gold_completion_funnel_suite()),
     ]
     silver_events = read_table(spark, SILVER_ACTIVITIES, lake).where(F.col("event_date").isin(days)).count()
     gold_events = written[0][1].agg(F.sum("events")).first()[0] or 0
@@ -241,4 +246,7 @@ def gate_gold(spark, settings: Settings, interval: Interval, build_result: dict)
     result = gate_result(validate_or_quarantine(spark, settings, interval, checks,
                                                 [(t, before.get(t.qualified), df) for t, df, _ in written]))
     ledger.record(spark, lake, "gold", interval.batch_id, batches, days)
+    # The as-of days of the snapshot tables (engagement, funnel), for the sinks that serve them.
+    ledger.record(spark, lake, "gold_snapshots", interval.batch_id, batches,
+                  as_of_days + [dt.date.fromisoformat(d) for d in build_result.get("funnel_dates", [])])
     return result

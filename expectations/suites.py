@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lake.tables import (GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_ENGAGEMENT,
-                         GOLD_STUDENT_COURSE_PROGRESS, GOLD_STUDENT_ENGAGEMENT, SILVER_ACTIVITIES, Table)
+from lake.tables import (GOLD_COMPLETION_FUNNEL, GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_SHARED_ACCESS,
+                         GOLD_STUDENT_COURSE_ENGAGEMENT, GOLD_STUDENT_COURSE_PROGRESS, GOLD_STUDENT_ENGAGEMENT,
+                         SILVER_ACTIVITIES, Table)
 from learntrack.activity_model import EVENT_TYPES, MAX_CLOCK_SKEW
 
 
@@ -107,6 +108,18 @@ def gold_student_course_progress_suite():
 def gold_multi_region_suite(window_minutes: int):
     return _table_suite(GOLD_MULTI_REGION, [_between("gap_minutes", 0, window_minutes),
                                             _at_least("second_at", "first_at")])
+
+
+def gold_shared_access_suite(min_students: int):
+    return _table_suite(GOLD_SHARED_ACCESS, [_in_set("kind", ["ip", "device"]), _between("students", min_students)])
+
+
+def gold_completion_funnel_suite():
+    """Each stage of the funnel holds no more students than the one before."""
+    return _table_suite(GOLD_COMPLETION_FUNNEL, [
+        _between("enrolled", 1), _at_least("enrolled", "started"), _at_least("started", "half_completed"),
+        _at_least("half_completed", "completed"), _between("completed", 0),
+    ])
 
 
 def gold_student_engagement_suite():

@@ -1,5 +1,5 @@
-"""Gold: daily course engagement, student course progress, multi-region access (and engagement, in
-``jobs.engagement``).
+"""Gold: daily course engagement, student course progress and its completion funnel, multi-region
+access and shared IPs/devices (and engagement, in ``jobs.engagement``).
 
 A day is always recomputed whole from silver and written with replaceWhere on its partition, and
 per-student tables are recomputed for the students a batch touched and MERGEd on their keys, so
@@ -16,8 +16,9 @@ from typing import Any, Iterable
 from jobs.common import Interval, ensure_table, read_table, replace_partitions, table_version
 from jobs.engagement import build_engagement
 from jobs.maintenance import silver_horizon
-from lake.tables import (GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_PROGRESS, GOLD_TABLES,
-                         SILVER_ACTIVITIES, SILVER_COURSE_ITEMS)
+from lake.tables import (GOLD_COMPLETION_FUNNEL, GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_SHARED_ACCESS,
+                         GOLD_STUDENT_COURSE_PROGRESS, GOLD_TABLES, SILVER_ACTIVITIES, SILVER_COURSE_ITEMS,
+                         SILVER_STUDENTS)
 from learntrack import faults
 from learntrack.settings import Settings
 
@@ -211,6 +212,58 @@ def multi_region_access(silver_df, days: list[dt.date], window_minutes: int):
         F.col("a.ip").alias("first_ip"), F.col("b.ip").alias("second_ip"))
 
 
+def shared_access(silver_df, days: list[dt.date], min_students: int, kinds: tuple[str, ...] = ("ip",)):
+    """IPs (and devices, when ``kinds`` names them) that at least ``min_students`` distinct students
+    logged in from on one day."""
+    from pyspark.sql import functions as F
+
+    logins = silver_df.where((F.col("event_type") == "login") & F.col("event_date").isin(days))
+    per_kind = [logins.where(F.col(kind).isNotNull()).groupBy("event_date", F.col(kind).alias("value"))
+                .agg(F.array_sort(F.collect_set("student_id")).alias("student_ids"))
+                .select("event_date", F.lit(kind).alias("kind"), "value",
+                        F.size("student_ids").cast("bigint").alias("students"), "student_ids")
+                for kind in kinds]
+    out = per_kind[0]
+    for more in per_kind[1:]:
+        out = out.unionByName(more)
+    return out.where(F.col("students") >= min_students)
+
+
+def completion_funnel(progress_df, students_df, as_of: dt.date):
+    """Per course: enrolled (profile, or any event) -> started (a video event) -> 50% -> completed."""
+    from pyspark.sql import functions as F
+
+    enrolled = (students_df.select("student_id", F.explode_outer("enrolled_courses").alias("course_id"))
+                .where(F.col("course_id").isNotNull())
+                .unionByName(progress_df.select("student_id", "course_id")).distinct())
+    pairs = enrolled.join(progress_df.select("student_id", "course_id", "status", "completion_pct"),
+                          ["student_id", "course_id"], "left")
+
+    def n(cond):
+        return F.sum(F.when(cond, 1).otherwise(0)).cast("bigint")
+
+    return pairs.groupBy("course_id").agg(
+        F.count(F.lit(1)).alias("enrolled"),
+        n(F.col("status").isin("in_progress", "completed")).alias("started"),
+        n(F.col("completion_pct") >= 50).alias("half_completed"),
+        n(F.col("status") == "completed").alias("completed"),
+    ).select(F.lit(as_of).alias("as_of_date"), "*")
+
+
+def write_funnel_snapshot(spark, lake: str, as_of: dt.date) -> list[dt.date]:
+    """The funnel of ``as_of`` unless a newer as-of day has a snapshot already (progress is current
+    state: an older day's re-run would stamp today's progress with that day)."""
+    from pyspark.sql import functions as F
+
+    newest = read_table(spark, GOLD_COMPLETION_FUNNEL, lake).agg(F.max("as_of_date")).first()[0]
+    if newest and newest > as_of:
+        return []
+    funnel = completion_funnel(read_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake),
+                               read_table(spark, SILVER_STUDENTS, lake), as_of)
+    replace_partitions(funnel, GOLD_COMPLETION_FUNNEL, lake, "as_of_date", [as_of])
+    return [as_of]
+
+
 def build_gold(spark, settings: Settings, interval: Interval) -> dict[str, Any]:
     """Gold for every silver batch gold has not completed, up to the run's own (ADR 17). Reads
     those batches' rows and bounded windows of silver (the recomputed days and their neighbours),
@@ -243,6 +296,10 @@ def build_gold(spark, settings: Settings, interval: Interval) -> dict[str, Any]:
         faults.point(settings, "gold.course_daily_written")
         replace_partitions(multi_region_access(silver, days, settings.multi_region_window_minutes), GOLD_MULTI_REGION,
                            lake, "event_date", days)
+        replace_partitions(shared_access(silver, days, settings.shared_access_min_students,
+                                         settings.shared_access_kind_list), GOLD_SHARED_ACCESS,
+                           lake, "event_date", days)
+    result["funnel_dates"] = [d.isoformat() for d in write_funnel_snapshot(spark, lake, interval.as_of_date)]
     result.update(build_engagement(spark, settings, interval.as_of_date, batch_rows))
     result["as_of_date"] = interval.as_of_date.isoformat()
     return result

@@ -274,6 +274,36 @@ GOLD_MULTI_REGION = Table(
     doc="Multi-region access candidates with their evidence events (window in settings).",
 )
 
+GOLD_SHARED_ACCESS = Table(
+    "gold", "shared_access",
+    (
+        C("event_date", "DATE", False, "UTC day of the logins"),
+        C("kind", "STRING", False, "ip or device"),
+        C("value", "STRING", False, "the IP address or device"),
+        C("students", "BIGINT", False, "distinct students who logged in from it that day"),
+        C("student_ids", "ARRAY<STRING>", False, "those students (sorted)"),
+    ),
+    keys=("event_date", "kind", "value"), partition_by=("event_date",),
+    grain="one row per IP or device used by at least shared_access_min_students students on a day",
+    doc="Account-sharing candidates: an IP or device many students logged in from on one day (threshold in settings).",
+)
+
+GOLD_COMPLETION_FUNNEL = Table(
+    "gold", "course_completion_funnel",
+    (
+        C("as_of_date", "DATE", False, "the run's day: progress as known when that day's run built gold"),
+        C("course_id", "STRING", False),
+        C("enrolled", "BIGINT", False, "students enrolled in the course (profile) or with any event in it"),
+        C("started", "BIGINT", False, "of those, students with any video event in the course"),
+        C("half_completed", "BIGINT", False, "of those, students with completion_pct >= 50"),
+        C("completed", "BIGINT", False, "of those, students who completed every video"),
+    ),
+    keys=("as_of_date", "course_id"), partition_by=("as_of_date",),
+    grain="one row per course per as-of day (a daily snapshot of student_course_progress)",
+    doc="Completion funnel, enrolled -> started -> 50% -> completed. A snapshot: written by the run of the "
+        "newest as-of day; a re-run of an older day leaves that day's snapshot as its own run wrote it.",
+)
+
 STAGE_LEDGER = Table(
     "ops", "stage_ledger",
     (
@@ -319,7 +349,7 @@ GOLD_PIPELINE_RUNS = Table(
 ALL_TABLES = (BRONZE_ACTIVITIES, BRONZE_STUDENTS, BRONZE_COURSES, SILVER_ACTIVITIES, QUARANTINE,
               SILVER_STUDENTS, SILVER_STUDENTS_HISTORY, SILVER_COURSE_ITEMS, GOLD_COURSE_DAILY,
               GOLD_STUDENT_COURSE_ENGAGEMENT, GOLD_STUDENT_ENGAGEMENT, GOLD_STUDENT_COURSE_PROGRESS, GOLD_MULTI_REGION,
-              GOLD_PIPELINE_RUNS, STAGE_LEDGER)
+              GOLD_SHARED_ACCESS, GOLD_COMPLETION_FUNNEL, GOLD_PIPELINE_RUNS, STAGE_LEDGER)
 #: Gold tables built from silver by build_gold and checked by gate_gold.
 BRONZE_TABLES = tuple(t for t in ALL_TABLES if t.layer == "bronze" and not t.bookkeeping)
 SILVER_TABLES = tuple(t for t in ALL_TABLES if t.layer == "silver" and not t.bookkeeping)

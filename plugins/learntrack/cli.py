@@ -157,7 +157,7 @@ def _gen_params(args):
     return GenParams(students=args.students, courses=args.courses, days=args.days, end=end, seed=args.seed,
                      multi_region_rate=args.multi_region_rate, late_rate=args.late_rate,
                      duplicate_rate=args.duplicate_rate, malformed_rate=args.malformed_rate,
-                     travel_rate=args.travel_rate)
+                     travel_rate=args.travel_rate, shared_ip_students=args.shared_ip_students)
 
 
 def cmd_generate(args, settings: Settings) -> int:
@@ -196,7 +196,12 @@ def cmd_mongo(args, settings: Settings) -> int:
         echo("indexes: " + ", ".join(sorted(i["name"] for i in db.activities.list_indexes())))
     elif args.action == "insert":
         docs, line_of, unreadable = _read_jsonl(args.file, json_util.loads)
-        report = mongo_ops.insert_activities(db, docs) if docs else mongo_ops.InsertReport()
+        live = None
+        if docs and settings.redis_live_path:  # the platform's write path: Redis follows as it writes
+            from learntrack.sinks.redis_live import LiveWriter
+
+            live = LiveWriter(settings)
+        report = mongo_ops.insert_activities(db, docs, live=live) if docs else mongo_ops.InsertReport()
         echo(f"read {len(docs)} documents: {report}"
              + (f"; {len(unreadable)} lines skipped (not a JSON document)" if unreadable else ""))
         skipped = sorted(unreadable + [(line_of[index], reason) for index, reason in report.rejected])
@@ -482,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--late-rate", type=float, default=0.02, help="per event")
         sp.add_argument("--duplicate-rate", type=float, default=0.01, help="per event")
         sp.add_argument("--malformed-rate", type=float, default=0.005, help="per event")
+        sp.add_argument("--shared-ip-students", type=int, default=8,
+                        help="students who log in from one shared campus IP each day (account-sharing check)")
 
     g = sub.add_parser("generate", help="generate sample data into MongoDB")
     gen_args(g)

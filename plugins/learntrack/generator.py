@@ -67,6 +67,8 @@ class GenParams:
     late_rate: float = 0.02  # per event: written 1-3 days after it happened
     duplicate_rate: float = 0.0  # per event: written again by a retrying client
     malformed_rate: float = 0.0  # per event: replaced by a malformed document
+    # The first N students log in from one shared "campus" IP each day (account-sharing checks).
+    shared_ip_students: int = 0
 
     @property
     def start(self) -> dt.datetime:
@@ -139,6 +141,11 @@ def student_doc(params: GenParams, s: int, popularity: _Popularity) -> dict:
             "progress": {}, "created_at": created, "updated_at": created, "updated_day": _day(created)}
 
 
+def shared_ip(day: int) -> str:
+    """The campus IP of a simulated day (TEST-NET-3, never a real address)."""
+    return f"203.0.113.{day % 254 + 1}"
+
+
 def _ip(rng: random.Random, region: str) -> str:
     base = REGIONS.index(region) * 20 + 11
     return f"{base}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
@@ -158,6 +165,7 @@ class _Day:
         self.gen, self.p = gen, gen.params
         self.rng = random.Random((self.p.seed * 7_919 + day) * 10_000_019 + s)
         self.student = gen.student(s)
+        self.s = s
         self.day = day
         self.k = 0
         self.events: list[dict] = []
@@ -196,8 +204,13 @@ class _Day:
             course = self.gen.course(int(course_id[1:]))
             session_id = f"{st['_id']}-{self.day:04d}-{n}"
             common = {"session_id": session_id, "device": rng.choice(DEVICES)}
-            login = self.emit(course_id, "login", t, region=region, country=region.split("-")[0].upper(),
-                              ip=_ip(rng, region), **common)
+            ip = _ip(rng, region)
+            if self.s < self.p.shared_ip_students and n == 0:
+                ip = shared_ip(self.day)
+                self.gen.truth["shared_ip"].append({"student_id": st["_id"], "ip": ip,
+                                                    "date": day_start.date().isoformat()})
+            login = self.emit(course_id, "login", t, region=region, country=region.split("-")[0].upper(), ip=ip,
+                              **common)
             if rng.random() < self.p.multi_region_rate:
                 other = rng.choice([r for r in REGIONS if r != region])
                 second = self.emit(course_id, "login", t + dt.timedelta(minutes=rng.uniform(2, 25)), region=other,
@@ -309,7 +322,7 @@ class Generator:
         self._positions: dict[str, dict[str, float]] = {}
         self._busy_until: dict[str, dt.datetime] = {}  # a student's sessions never overlap
         self.truth: dict[str, Any] = {"multi_region": [], "late_event_ids": [], "travel": [], "duplicates": [],
-                                      "malformed": [],
+                                      "malformed": [], "shared_ip": [],
                                       "window": [params.start.isoformat(), params.end.isoformat()]}
 
     def course(self, c: int) -> dict:

@@ -70,55 +70,98 @@ def gate_gold(settings: Settings, interval: Interval, build_gold: dict) -> dict[
     return gates.gate_gold(_spark(settings), settings, interval, build_gold)
 
 
-def _publish_pending(settings: Settings, interval: Interval, sink: str, publish: Callable[[list[dt.date]], dict]):
-    """Publish the days of every gold completion this sink has not published yet, up to the run's
-    own (a publish that failed on day D is repaired by D+1's run), then record the sink's completion."""
+def _publish_pending(settings: Settings, interval: Interval, sink: str, publish: Callable[[list[dt.date]], dict],
+                     upstream: str = "gold"):
+    """Publish the days of every ``upstream`` completion this sink has not published yet, up to the
+    run's own (a publish that failed on day D is repaired by D+1's run), then record the sink's
+    completion. ``upstream`` "gold" lists event days; "gold_snapshots" the as-of days."""
     from lake import ledger
 
     spark = _spark(settings)
-    pending = ledger.pending_from_ledger(spark, settings.lake_uri, sink, "gold", interval.batch_id)
+    pending = ledger.pending_from_ledger(spark, settings.lake_uri, sink, upstream, interval.batch_id)
     days = list(pending.dates)
     result = publish(days)
     ledger.record(spark, settings.lake_uri, sink, interval.batch_id, pending.batches, days)
     return {**result, "published_dates": [d.isoformat() for d in days], "backlog_batches": len(pending.backlog)}
 
 
-def publish_cassandra(settings: Settings, interval: Interval) -> dict:
+def _gold_rows(settings: Settings, table, column: str, days: list[dt.date]):
+    """The rows of a gold table for ``days``, streamed to the driver one partition at a time."""
     from pyspark.sql import functions as F
 
     from jobs.common import read_table
-    from lake.tables import GOLD_COURSE_DAILY
-    from learntrack.sinks.cassandra_sink import publish_course_daily
 
-    def publish(days: list[dt.date]) -> dict:
-        rows = (r.asDict() for r in read_table(_spark(settings), GOLD_COURSE_DAILY, settings.lake_uri)
-                .where(F.col("event_date").isin(days)).toLocalIterator())
-        out = publish_course_daily(settings, days, rows)
-        return {**out, "rows_out": out["rows_upserted"]}
+    df = read_table(_spark(settings), table, settings.lake_uri).where(F.col(column).isin(days))
+    return (r.asDict() for r in df.toLocalIterator())
 
-    return _publish_pending(settings, interval, "publish_cassandra", publish)
+
+def publish_cassandra(settings: Settings, interval: Interval) -> dict:
+    """Every Cassandra read table: course days, alerts and shared access by the event days gold
+    recomputed; engagement history, segments and the funnel by the as-of days it wrote."""
+    from lake.tables import (GOLD_COMPLETION_FUNNEL, GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_SHARED_ACCESS,
+                             GOLD_STUDENT_ENGAGEMENT)
+    from learntrack.sinks import cassandra_sink as sink
+
+    def by_event_day(days: list[dt.date]) -> dict:
+        out = sink.publish_course_daily(settings, days, _gold_rows(settings, GOLD_COURSE_DAILY, "event_date", days))
+        alerts = sink.publish_multi_region_alerts(settings, days,
+                                                  _gold_rows(settings, GOLD_MULTI_REGION, "event_date", days))
+        shared = sink.publish_shared_access(settings, days, _gold_rows(settings, GOLD_SHARED_ACCESS, "event_date", days))
+        return {**out, "multi_region_alerts": alerts["rows_upserted"], "shared_access": shared["rows_upserted"]}
+
+    def by_as_of_day(days: list[dt.date]) -> dict:
+        eng = sink.publish_student_engagement(settings, days,
+                                              _gold_rows(settings, GOLD_STUDENT_ENGAGEMENT, "as_of_date", days))
+        funnel = sink.publish_completion_funnel(settings, days,
+                                                _gold_rows(settings, GOLD_COMPLETION_FUNNEL, "as_of_date", days))
+        return {"student_engagement_rows": eng["rows_upserted"], "funnel_rows": funnel["rows_upserted"]}
+
+    daily = _publish_pending(settings, interval, "publish_cassandra", by_event_day)
+    snapshots = _publish_pending(settings, interval, "publish_cassandra.snapshots", by_as_of_day, "gold_snapshots")
+    return {**daily, "rows_out": daily["rows_upserted"] + snapshots["student_engagement_rows"]
+            + snapshots["funnel_rows"] + daily["multi_region_alerts"] + daily["shared_access"],
+            "snapshots": snapshots}
+
+
+def _digest(df) -> str:
+    """An order-independent digest of a frame's rows (exact: the hashes are summed as decimals)."""
+    from pyspark.sql import functions as F
+
+    total = df.select(F.sum(F.xxhash64(*df.columns).cast("decimal(38,0)"))).first()[0]
+    return f"{total}:{df.count()}"
 
 
 def publish_redis(settings: Settings, interval: Interval) -> dict:
+    """The newest as-of day gold holds, not only the run's: a retried or backfilled older day makes
+    the engagement chain rewrite every later day, and the served snapshot must follow."""
+    import hashlib
+
     from pyspark.sql import functions as F
 
     from jobs.common import read_table
-    from lake.tables import GOLD_STUDENT_ENGAGEMENT
+    from lake.tables import GOLD_STUDENT_COURSE_ENGAGEMENT, GOLD_STUDENT_ENGAGEMENT
     from learntrack.sinks.redis_sink import publish_scores
 
-    rows = (r.asDict() for r in read_table(_spark(settings), GOLD_STUDENT_ENGAGEMENT, settings.lake_uri)
-            .where(F.col("as_of_date") == F.lit(interval.as_of_date)).toLocalIterator())
-    out = publish_scores(settings, interval.as_of_date, rows)
+    spark = _spark(settings)
+    students = read_table(spark, GOLD_STUDENT_ENGAGEMENT, settings.lake_uri)
+    as_of = max(filter(None, [students.agg(F.max("as_of_date")).first()[0], interval.as_of_date]))
+    students = students.where(F.col("as_of_date") == F.lit(as_of))
+    courses = (read_table(spark, GOLD_STUDENT_COURSE_ENGAGEMENT, settings.lake_uri)
+               .where(F.col("as_of_date") == F.lit(as_of)))
+    digest = hashlib.sha256(f"{_digest(students)}|{_digest(courses)}".encode()).hexdigest()
+    out = publish_scores(settings, as_of, (r.asDict() for r in students.toLocalIterator()),
+                         (r.asDict() for r in courses.toLocalIterator()), digest=digest)
     return {**out, "rows_out": out.get("published")}
 
 
 def publish_neo4j(settings: Settings, interval: Interval) -> dict:
-    """Publish the logins of the days gold recomputed and run the multi-region query over them."""
+    """Publish the logins of the days gold recomputed, then run the Cypher checks over those days
+    and record their (:Alert) nodes (multi-region access, shared IPs)."""
     from pyspark.sql import functions as F
 
     from jobs.common import read_table
     from lake.tables import SILVER_ACTIVITIES
-    from learntrack.sinks.neo4j_sink import multi_region_pairs, publish_access
+    from learntrack.sinks.neo4j_sink import detect_and_record, publish_access
 
     def publish(days: list[dt.date]) -> dict:
         logins = (read_table(_spark(settings), SILVER_ACTIVITIES, settings.lake_uri)
@@ -129,9 +172,10 @@ def publish_neo4j(settings: Settings, interval: Interval) -> dict:
         if days:
             since = dt.datetime.combine(min(days), dt.time(), dt.timezone.utc)
             until = dt.datetime.combine(max(days) + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
-            pairs = multi_region_pairs(settings, since, until)
-            result.update(multi_region_pairs=len(pairs),
-                          multi_region_students=len({p["student_id"] for p in pairs}))
+            found = detect_and_record(settings, since, until)
+            pairs = found["multi_region"]
+            result.update(multi_region_pairs=len(pairs), multi_region_students=len({p["student_id"] for p in pairs}),
+                          shared_access=len(found["shared_access"]))
         return result
 
     return _publish_pending(settings, interval, "publish_neo4j", publish)

@@ -120,6 +120,9 @@ class Settings:
     multi_region_window_minutes: int = 30
     # Account sharing: an IP or device used by at least this many distinct students on one day.
     shared_access_min_students: int = 5
+    # What the account-sharing check groups by: "ip", and "device" once events carry a device id
+    # (today's `device` is a platform type — web, ios, android, desktop — shared by everyone).
+    shared_access_kinds: str = "ip"
 
     # --- lake maintenance ------------------------------------------------------------------------
     raw_retention_days: int = 90  # bronze and silver (raw and conformed events)
@@ -203,6 +206,14 @@ class Settings:
     @property
     def spark_conf_map(self) -> dict[str, str]:
         return {str(k): str(v) for k, v in json.loads(self.spark_conf).items()}
+
+    @property
+    def shared_access_kind_list(self) -> tuple[str, ...]:
+        kinds = tuple(k.strip() for k in self.shared_access_kinds.split(",") if k.strip())
+        unknown = set(kinds) - {"ip", "device"}
+        if unknown or not kinds:
+            raise ValueError(f"LEARNTRACK_SHARED_ACCESS_KINDS={self.shared_access_kinds!r}: use ip and/or device")
+        return kinds
 
     @property
     def cassandra_replication_map(self) -> dict[str, Any]:

@@ -39,20 +39,24 @@ def print_summary(settings, day: dt.date, echo: Callable[[str], None]) -> None:
              f"events={r['events']:>5} watched={(r['video_watch_seconds'] or 0) / 3600:6.1f} h "
              f"completions={r['video_completions']:>3} quizzes={r['quiz_attempts']:>3} avg={avg} passed={passed}")
 
-    top = redis_sink.top(settings, 5)
-    as_of = redis_sink.connect(settings).get(redis_sink.keys(settings)["as_of"])
-    echo(f"Redis                 engagement leaderboard as of {as_of}: "
-         f"{redis_sink.connect(settings).zcard(redis_sink.keys(settings)['leaderboard'])} students")
-    for sid, score in top:
+    funnel = cassandra_sink.read_day(settings, day, cassandra_sink.COMPLETION_FUNNEL_BY_DAY)
+    if funnel:
+        total = {k: sum(r[k] for r in funnel) for k in ("enrolled", "started", "half_completed", "completed")}
+        echo(f"                      completion funnel on {day} ({len(funnel)} courses): enrolled {total['enrolled']}"
+             f" -> started {total['started']} -> 50% {total['half_completed']} -> completed {total['completed']}")
+    alerts = cassandra_sink.read_day(settings, day, cassandra_sink.MULTI_REGION_ALERTS_BY_DAY)
+    shared = cassandra_sink.read_day(settings, day, cassandra_sink.SHARED_ACCESS_BY_DAY)
+    echo(f"                      access alerts on {day}: {len(alerts)} multi-region pairs, "
+         f"{len(shared)} shared IPs/devices")
+
+    version = redis_sink.current_version(settings)
+    board = redis_sink.leaderboard(settings)
+    echo(f"Redis                 engagement snapshot {version or '(none)'}: {len(board)} students")
+    for sid, score in redis_sink.top(settings, 5):
         echo(f"    {sid}: {score:.2f}")
-    if as_of:
-        from pyspark.sql import functions as F
-
-        from lake.tables import GOLD_STUDENT_ENGAGEMENT
-
-        segments = (read_table(spark, GOLD_STUDENT_ENGAGEMENT, settings.lake_uri)
-                    .where(F.col("as_of_date") == F.lit(dt.date.fromisoformat(as_of))).groupBy("segment").count())
-        echo("    segments: " + ", ".join(f"{r['segment']}={r['count']}" for r in segments.orderBy("segment").collect()))
+    if version:
+        segments = redis_sink.connect(settings).hgetall(redis_sink.version_key(settings, version, "segments"))
+        echo("    segments: " + ", ".join(f"{k}={v}" for k, v in sorted(segments.items())))
 
     since = dt.datetime.combine(day - dt.timedelta(days=30), dt.time(), dt.timezone.utc)
     until = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.timezone.utc)

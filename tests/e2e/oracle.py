@@ -180,7 +180,25 @@ def expected_results(data, settings, end: dt.datetime, run_day: dt.date):
             if (b["student_id"] == a["student_id"] and b["region"] != a["region"] and later
                     and b["event_time"] - a["event_time"] <= window):
                 pairs.add((a["student_id"], a["event_id"], b["event_id"]))
+    campus = defaultdict(set)
+    for d in logins:
+        if d["event_time"].date() in days and d.get("ip"):
+            campus[(d["event_time"].date(), d["ip"])].add(d["student_id"])
+    shared = {key: sorted(ids) for key, ids in campus.items() if len(ids) >= settings.shared_access_min_students}
+
+    profiles = {}
+    for p in sorted((p for p in data.students if p["updated_at"] <= end), key=lambda p: p["updated_at"]):
+        profiles[p["_id"]] = p
+    funnel = defaultdict(lambda: {"enrolled": 0, "started": 0, "half_completed": 0, "completed": 0})
+    pairs_enrolled = {(s, c) for s, p in profiles.items() for c in p["enrolled_courses"]} | set(progress)
+    for student, course in pairs_enrolled:
+        row, prog = funnel[course], progress.get((student, course))
+        row["enrolled"] += 1
+        row["started"] += bool(prog and prog["status"] != "not_started")
+        row["half_completed"] += bool(prog and prog["completion_pct"] >= 50)
+        row["completed"] += bool(prog and prog["status"] == "completed")
     return {"days": days, "cassandra": cassandra, "scores": dict(scores), "extracted": extracted, "passing": passing,
+            "course_scores": dict(course_scores), "shared": shared, "funnel": dict(funnel),
             "pairs": pairs, "progress": progress,
             "silver_rows": len(extracted), "written": len(written), "quarantined": quarantined,
             "duplicates": len(written) - len(extracted) - len(quarantined),
@@ -193,6 +211,8 @@ def expected_results(data, settings, end: dt.datetime, run_day: dt.date):
 def assert_sinks_equal(settings, data, exp, end: dt.datetime, run_day: dt.date):
     """Cassandra, Redis and Neo4j hold what the oracle computed from the source documents."""
     import pytest
+
+    from collections import Counter
 
     from learntrack.generator import is_clean
     from learntrack.sinks import cassandra_sink, neo4j_sink, redis_sink
@@ -213,13 +233,39 @@ def assert_sinks_equal(settings, data, exp, end: dt.datetime, run_day: dt.date):
             else:
                 assert row[metric] == value, (key, metric)
 
-    # Redis: the leaderboard holds every student's decayed score as of the run day.
-    r = redis_sink.connect(settings)
-    board = dict(r.zrange(redis_sink.keys(settings)["leaderboard"], 0, -1, withscores=True))
+    # Cassandra's other read tables: engagement history and segments of the run day, the funnel,
+    # multi-region alerts and shared IPs.
+    history = {r["student_id"]: r for r in cassandra_sink.read_day(settings, run_day,
+                                                                    cassandra_sink.STUDENT_ENGAGEMENT_BY_STUDENT)}
+    assert set(history) == set(exp["scores"])
+    for sid, score in exp["scores"].items():
+        assert history[sid]["score"] == pytest.approx(score, abs=1e-5), sid
+    segments = {r["segment"]: r["students"] for r in cassandra_sink.read_day(settings, run_day,
+                                                                             cassandra_sink.SEGMENTS_BY_DAY)}
+    assert segments == dict(Counter(r["segment"] for r in history.values()))
+    funnel = {r["course_id"]: {k: r[k] for k in ("enrolled", "started", "half_completed", "completed")}
+              for r in cassandra_sink.read_day(settings, run_day, cassandra_sink.COMPLETION_FUNNEL_BY_DAY)}
+    assert funnel == exp["funnel"]
+    alerts, shared = set(), {}
+    for day in exp["days"]:
+        alerts |= {(a["student_id"], a["first_event_id"], a["second_event_id"])
+                   for a in cassandra_sink.read_day(settings, day, cassandra_sink.MULTI_REGION_ALERTS_BY_DAY)}
+        shared |= {(day, a["value"]): a["student_ids"]
+                   for a in cassandra_sink.read_day(settings, day, cassandra_sink.SHARED_ACCESS_BY_DAY)}
+    assert alerts == exp["pairs"]
+    assert exp["shared"] and shared == exp["shared"]  # the generator's campus IPs reach the threshold
+
+    # Redis: the snapshot of the run day: every student's decayed score, overall and per course.
+    board = redis_sink.leaderboard(settings)
     assert set(board) == set(exp["scores"])
     for sid, score in exp["scores"].items():
         assert board[sid] == pytest.approx(score, abs=1e-5), sid  # DECIMAL(18,6) rounding per step
-    assert r.get(redis_sink.keys(settings)["as_of"]) == run_day.isoformat()
+        assert redis_sink.student(settings, sid)["segment"] == history[sid]["segment"]
+    assert redis_sink.snapshot_as_of(settings) == run_day.isoformat()
+    for course in {c for _, c in exp["course_scores"]}:
+        want = {s: v for (s, c), v in exp["course_scores"].items() if c == course}
+        got = redis_sink.leaderboard(settings, course)
+        assert set(got) == set(want) and all(got[s] == pytest.approx(v, abs=1e-5) for s, v in want.items()), course
 
     # Neo4j: the Cypher multi-region pairs equal the brute-force pairs, and include the injected cases.
     since = dt.datetime.combine(exp["days"][0], dt.time(), UTC)
@@ -230,6 +276,12 @@ def assert_sinks_equal(settings, data, exp, end: dt.datetime, run_day: dt.date):
     extracted_ids = {d["event_id"] for d in data.activities if d["ingested_at"] <= end and is_clean(d)}
     injected = {tuple(c["event_ids"]) for c in data.truth["multi_region"] if set(c["event_ids"]) <= extracted_ids}
     assert injected and injected <= {(a, b) for _, a, b in pairs}
+    # The sharing check in Cypher finds the IPs gold and the oracle found.
+    shared = {(s["event_date"], s["value"]): s["student_ids"] for s in neo4j_sink.shared_access(settings, since, until)}
+    assert shared == exp["shared"]
+    alerts, _, _ = neo4j_sink.connect(settings).execute_query(
+        "MATCH (al:Alert {ns: $ns}) RETURN al.kind AS kind, count(*) AS n", ns=settings.neo4j_namespace)
+    assert {r["kind"]: r["n"] for r in alerts} == {"multi_region": len(exp["pairs"]), "shared_ip": len(exp["shared"])}
 
 
 def assert_gold_equal(spark, settings, exp):
@@ -237,7 +289,7 @@ def assert_gold_equal(spark, settings, exp):
     import pytest
 
     from jobs.common import read_table
-    from lake.tables import GOLD_MULTI_REGION, GOLD_STUDENT_COURSE_PROGRESS
+    from lake.tables import GOLD_COMPLETION_FUNNEL, GOLD_MULTI_REGION, GOLD_SHARED_ACCESS, GOLD_STUDENT_COURSE_PROGRESS
 
     got = {(r["student_id"], r["course_id"]): r.asDict()
            for r in read_table(spark, GOLD_STUDENT_COURSE_PROGRESS, settings.lake_uri).collect()}
@@ -260,6 +312,12 @@ def assert_gold_equal(spark, settings, exp):
     pairs = {(r["student_id"], r["first_event_id"], r["second_event_id"])
              for r in read_table(spark, GOLD_MULTI_REGION, settings.lake_uri).collect()}
     assert pairs == exp["pairs"]
+    shared = {(r["event_date"], r["value"]): r["student_ids"]
+              for r in read_table(spark, GOLD_SHARED_ACCESS, settings.lake_uri).collect()}
+    assert shared == exp["shared"]
+    funnel = {r["course_id"]: {k: r[k] for k in ("enrolled", "started", "half_completed", "completed")}
+              for r in read_table(spark, GOLD_COMPLETION_FUNNEL, settings.lake_uri).collect()}
+    assert funnel == exp["funnel"]
 
 
 def assert_engagement_equal(spark, settings, exp, run_day: dt.date):

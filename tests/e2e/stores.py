@@ -6,7 +6,7 @@ from __future__ import annotations
 
 def reset_namespaces(settings) -> None:
     """Empty the test namespaces: lake and Airflow home folders, the MongoDB database, the Redis db,
-    the Cassandra keyspace and (Neo4j Community has one graph) the whole graph."""
+    the Cassandra keyspace and the Neo4j namespace."""
     from cassandra.cluster import Cluster
 
     from conftest import wipe_home_dirs
@@ -21,9 +21,7 @@ def reset_namespaces(settings) -> None:
     cluster = Cluster([settings.stack_host], port=settings.cassandra_port, protocol_version=5)
     cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}", timeout=60)
     cluster.shutdown()
-    driver = neo4j_sink.connect(settings)
-    driver.execute_query("MATCH (n) DETACH DELETE n")
-    driver.close()
+    neo4j_sink.clear_namespace(settings)
 
 
 def snapshot(settings, spark):
@@ -40,7 +38,9 @@ def snapshot(settings, spark):
     cluster = Cluster([settings.stack_host], port=settings.cassandra_port, protocol_version=5)
     try:
         session = cluster.connect(settings.cassandra_keyspace)
-        for t in ("course_daily_engagement_by_day", "course_daily_engagement_by_course"):
+        from learntrack.sinks.cassandra_schema import DAY_TABLES
+
+        for t in [t.name for t in DAY_TABLES] + ["published_keys"]:
             snap[t] = sorted(tuple(str(v) for v in r) for r in session.execute(f"SELECT * FROM {t}"))
     finally:
         cluster.shutdown()
@@ -50,16 +50,18 @@ def snapshot(settings, spark):
                      for k in r.scan_iter(f"{settings.redis_prefix}:*")}
     driver = neo4j_sink.connect(settings)
     try:
+        ns = {"ns": settings.neo4j_namespace}
         recs, _, _ = driver.execute_query(
-            "MATCH (s:Student)-[:HAD]->(a:Access)-[:FROM]->(r:Region) "
-            "RETURN s.student_id AS s, a.event_id AS e, toString(a.at) AS at, r.name AS r ORDER BY e")
+            "MATCH (s:Student {ns: $ns})-[:HAD]->(a:Access)-[:FROM]->(r:Region) "
+            "RETURN s.student_id AS s, a.event_id AS e, toString(a.at) AS at, r.name AS r ORDER BY e", ns)
         snap["neo4j_paths"] = [tuple(x.values()) for x in recs]
-        recs, _, _ = driver.execute_query("MATCH (n) RETURN count(n) AS n")
+        recs, _, _ = driver.execute_query(
+            "MATCH (al:Alert {ns: $ns}) RETURN al.key AS k, al.kind AS kind ORDER BY k", ns)
+        snap["neo4j_alerts"] = [tuple(x.values()) for x in recs]
+        recs, _, _ = driver.execute_query("MATCH (n {ns: $ns}) RETURN count(n) AS n", ns)
         snap["neo4j_nodes"] = recs[0]["n"]
-        recs, _, _ = driver.execute_query("MATCH ()-[x]->() RETURN count(x) AS n")
+        recs, _, _ = driver.execute_query("MATCH (n {ns: $ns})-[x]->() RETURN count(x) AS n", ns)
         snap["neo4j_rels"] = recs[0]["n"]
     finally:
         driver.close()
     return snap
-
-

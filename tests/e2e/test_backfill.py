@@ -58,11 +58,7 @@ def reset_sinks(settings) -> None:
     r = redis_sink.connect(settings)
     for key in r.scan_iter(f"{settings.redis_prefix}:*"):
         r.delete(key)
-    driver = neo4j_sink.connect(settings)
-    try:
-        driver.execute_query("MATCH (n) DETACH DELETE n")
-    finally:
-        driver.close()
+    neo4j_sink.clear_namespace(settings)
 
 
 def sinks(settings, spark) -> dict:

@@ -21,6 +21,7 @@ UTC = dt.timezone.utc
 END = dt.datetime(2026, 1, 10, tzinfo=UTC)
 RUN_DAY = dt.date(2026, 1, 9)  # the DAG run's interval: [2026-01-09, 2026-01-10)
 PARAMS = GenParams(students=120, courses=12, days=3, end=END, seed=11, multi_region_rate=0.08, late_rate=0.05,
+                   shared_ip_students=10,
                    duplicate_rate=0.02, malformed_rate=0.01)
 
 
