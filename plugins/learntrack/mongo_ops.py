@@ -119,13 +119,20 @@ class InsertReport:
     inserted: int = 0
     duplicates: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (input index, reason)
+    # Live path (``live=``): documents applied to Redis, and accepted documents Redis failed on
+    # (stored in MongoDB all the same; the nightly reconcile repairs Redis).
+    live_applied: int = 0
+    live_failed: int = 0
 
     def __str__(self) -> str:
-        return f"inserted={self.inserted} duplicates={self.duplicates} rejected={len(self.rejected)}"
+        text = f"inserted={self.inserted} duplicates={self.duplicates} rejected={len(self.rejected)}"
+        if self.live_applied or self.live_failed:
+            text += f" live_applied={self.live_applied} live_failed={self.live_failed}"
+        return text
 
 
 def insert_activities(db, docs: Iterable[Mapping[str, Any]], *, validate: bool = True,
-                      now: dt.datetime | None = None, batch_size: int = 5000) -> InsertReport:
+                      now: dt.datetime | None = None, batch_size: int = 5000, live=None) -> InsertReport:
     """Bulk, unordered insert. Invalid documents are reported with their reason and skipped;
     duplicates of an existing event id are counted; everything else is written.
 
@@ -135,6 +142,11 @@ def insert_activities(db, docs: Iterable[Mapping[str, Any]], *, validate: bool =
     that supplies ``ingested_at`` (the generator replaying history) writes behind the watermark
     when extraction has already passed it; extraction's bucket reconciliation picks those up
     (``extract_reconcile_days``) and the bronze gate's independent count detects any it cannot.
+
+    ``live`` (e.g. ``redis_live.LiveWriter(settings)``): after each flush, the documents MongoDB
+    accepted (not duplicates, not rejected) are applied to Redis in one pipeline. A Redis failure
+    never fails the write: it is counted in ``live_failed`` and logged; the nightly reconcile
+    repairs Redis (docs/serving-redis-live.md).
     """
     from pymongo.errors import BulkWriteError
 
@@ -150,6 +162,7 @@ def insert_activities(db, docs: Iterable[Mapping[str, Any]], *, validate: bool =
             if doc.get("ingested_at") is None:
                 doc["ingested_at"] = stamp
             doc["ingest_day"] = day_bucket(doc["ingested_at"])
+        failed: set[int] = set()
         try:
             res = db.activities.insert_many(batch, ordered=False)
             report.inserted += len(res.inserted_ids)
@@ -157,10 +170,22 @@ def insert_activities(db, docs: Iterable[Mapping[str, Any]], *, validate: bool =
             details = exc.details
             report.inserted += details.get("nInserted", 0)
             for err in details.get("writeErrors", []):
+                failed.add(err["index"])
                 if err.get("code") == DUPLICATE_KEY:
                     report.duplicates += 1
                 else:
                     report.rejected.append((batch_index[err["index"]], f"server: {err.get('errmsg')}"))
+        if live is not None:
+            accepted = [doc for j, doc in enumerate(batch) if j not in failed]
+            try:
+                report.live_applied += live.apply(accepted)
+            except Exception as exc:  # noqa: BLE001 - MongoDB has the data; Redis is repaired nightly
+                import logging
+
+                report.live_failed += len(accepted)
+                logging.getLogger(__name__).warning(
+                    "live path: Redis update of %d stored activities failed (%s: %s); the nightly "
+                    "reconcile repairs it", len(accepted), type(exc).__name__, exc)
         batch.clear()
         batch_index.clear()
 

@@ -151,7 +151,28 @@ def publish_redis(settings: Settings, interval: Interval) -> dict:
     digest = hashlib.sha256(f"{_digest(students)}|{_digest(courses)}".encode()).hexdigest()
     out = publish_scores(settings, as_of, (r.asDict() for r in students.toLocalIterator()),
                          (r.asDict() for r in courses.toLocalIterator()), digest=digest)
-    return {**out, "rows_out": out.get("published")}
+    live = reconcile_live(settings, interval, as_of, students)
+    return {**out, "live": live, "rows_out": out.get("published")}
+
+
+def reconcile_live(settings: Settings, interval: Interval, as_of: dt.date, students) -> dict:
+    """Re-base the live scores on gold's ``as_of`` and replace every progress key with gold's row,
+    then re-apply what MongoDB received after the interval gold covers (so no fresh resume position
+    is lost); repairs whatever the write-through path missed or got wrong."""
+    from jobs.common import read_table
+    from lake.tables import GOLD_STUDENT_COURSE_PROGRESS
+    from learntrack.mongo_ops import client
+    from learntrack.sinks import redis_live
+
+    rebased = redis_live.rebase_scores(settings, as_of, (r.asDict() for r in students.toLocalIterator()))
+    progress = read_table(_spark(settings), GOLD_STUDENT_COURSE_PROGRESS, settings.lake_uri)
+    mongo = client(settings)
+    try:
+        tail = mongo[settings.mongo_db].activities.find({"ingested_at": {"$gte": interval.end}})
+        reconciled = redis_live.reconcile_progress(settings, (r.asDict() for r in progress.toLocalIterator()), tail)
+    finally:
+        mongo.close()
+    return {"scores": rebased, "progress": reconciled}
 
 
 def publish_neo4j(settings: Settings, interval: Interval) -> dict:

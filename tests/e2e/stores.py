@@ -45,9 +45,9 @@ def snapshot(settings, spark):
     finally:
         cluster.shutdown()
     r = redis_sink.connect(settings)
-    snap["redis"] = {k: (r.type(k), str(r.zrange(k, 0, -1, withscores=True) if r.type(k) == "zset"
-                                        else r.hgetall(k) if r.type(k) == "hash" else r.get(k)))
-                     for k in r.scan_iter(f"{settings.redis_prefix}:*")}
+    read = {"zset": lambda k: r.zrange(k, 0, -1, withscores=True), "hash": r.hgetall,
+            "set": lambda k: sorted(r.smembers(k)), "string": r.get}
+    snap["redis"] = {k: (r.type(k), str(read[r.type(k)](k))) for k in r.scan_iter(f"{settings.redis_prefix}:*")}
     driver = neo4j_sink.connect(settings)
     try:
         ns = {"ns": settings.neo4j_namespace}

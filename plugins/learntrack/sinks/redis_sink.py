@@ -10,7 +10,7 @@ and one pointer names the version readers use (prefix ``<p>`` from settings)::
   <p>:engagement:v:<V>:segments                   HASH    segment -> students
   <p>:engagement:v:<V>:courses                    SET     courses with a leaderboard (to delete the version)
   <p>:engagement:v:<V>:meta                       HASH    as_of_date, students, courses; written last
-  <p>:engagement:versions                         ZSET    every version a publish started -> start time
+  <p>:engagement:versions                         ZSET    every version a publish started (score 0)
 
 Why: a reader resolves the pointer once and reads one version, so it never mixes two snapshots;
 a crash part-way leaves the pointer on the previous complete version, and the next publish
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import time
 from collections import Counter
 from typing import Iterable, Mapping
 
@@ -87,7 +86,7 @@ def publish_scores(settings: Settings, as_of: dt.date, student_rows: Iterable[Ma
         _delete_versions_except(r, settings, current)
         return {"published": 0, "skipped": f"a newer as-of day ({current}) is already published"}
 
-    r.zadd(registry_key(settings), {version: time.time()})
+    r.zadd(registry_key(settings), {version: 0})  # a set; a ZSET only so it can be read in pages
     r.expire(registry_key(settings), ttl)
     _delete_version(r, settings, version)  # leftovers of a crashed publish of the same content
     students, courses = _write_version(r, settings, version, as_of, student_rows, course_rows, ttl, batch)

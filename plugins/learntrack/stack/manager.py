@@ -158,11 +158,13 @@ class StackManager:
         return None
 
     def install(self, names: Iterable[str] | None = None) -> None:
-        """Install what is missing: the selected services, and (for all) the Spark/Delta jars."""
+        """Install what is missing: the selected services, and (for all) the Spark/Delta jars and the
+        Grafana dashboards' schema check."""
         if not names:
-            from learntrack.stack.services import install_spark_jars
+            from learntrack.stack.services import install_grafana_schema_check, install_spark_jars
 
             install_spark_jars(self.settings)
+            install_grafana_schema_check(self.settings)
         for svc in self._select(names):
             if svc.needs_java:
                 check_java(svc.name)

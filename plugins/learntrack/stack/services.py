@@ -11,10 +11,11 @@ import secrets
 import signal
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from string import Template
 
-from learntrack.settings import Settings
+from learntrack.settings import PROJECT_ROOT, Settings
 from learntrack.stack.manager import Service, StackError, run_install_script
 
 RESOURCES = Path(__file__).resolve().parent / "resources"
@@ -260,3 +261,28 @@ def all_services(settings: Settings | None = None) -> list[Service]:
 def install_spark_jars(settings: Settings) -> None:
     run_install_script("spark-jars", RESOURCES / "spark" / "install.sh", settings.jars_dir)
 
+
+# The dashboards' schema check (tests/docker): @grafana/schema and typescript, pinned by the folder's
+# package-lock.json, installed into its node_modules. Skipped when the lock file is unchanged since the
+# last install (npm ci would wipe and reinstall node_modules every time).
+GRAFANA_SCHEMA_CHECK = PROJECT_ROOT / "docker" / "grafana" / "schema-check"
+
+
+def install_grafana_schema_check(settings: Settings, folder: Path = GRAFANA_SCHEMA_CHECK) -> None:
+    lock, stamp = folder / "package-lock.json", folder / "node_modules" / ".learntrack-installed"
+    if not lock.exists():
+        print(f"grafana-schema-check: {folder} not in this checkout, skipped", flush=True)
+        return
+    if stamp.exists() and stamp.read_bytes() == lock.read_bytes():
+        print("grafana-schema-check: already installed", flush=True)
+        return
+    npm = shutil.which("npm")
+    if not npm:
+        raise StackError("grafana-schema-check", "npm is not on PATH; install Node.js >= 18 (the Grafana "
+                                                 "dashboards are type-checked with tsc)")
+    print(f"grafana-schema-check: npm ci in {folder}", flush=True)
+    proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=folder,
+                          stdout=sys.stdout, stderr=sys.stderr)
+    if proc.returncode != 0:
+        raise StackError("grafana-schema-check", f"npm ci in {folder} failed with exit code {proc.returncode}")
+    stamp.write_bytes(lock.read_bytes())

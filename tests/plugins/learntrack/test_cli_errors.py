@@ -25,7 +25,7 @@ def cli_env(**extra: str) -> dict[str, str]:
     """The environment without any LEARNTRACK_* of the caller's, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEARNTRACK_")}
     env.pop("LEARNTRACK_DEBUG", None)
-    return {**env, "LEARNTRACK_MONGO_DB": DB, **extra}
+    return {**env, "LEARNTRACK_MONGO_DB": DB, "LEARNTRACK_REDIS_PREFIX": DB, **extra}  # never the demo's keys
 
 
 def run_cli(*args: str, env: dict[str, str], timeout: float = 120) -> tuple[subprocess.CompletedProcess, float]:
