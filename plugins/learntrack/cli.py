@@ -279,6 +279,11 @@ def cmd_bench(args, settings: Settings) -> int:
         echo(f"Benchmark: lake pipeline stages, {args.activities:,} activities over {args.history_days} days "
              f"(+1 daily day)")
         result = bench_lake(settings, args.activities, history_days=args.history_days, echo=echo)
+    elif args.target == "serving":
+        from learntrack.serving_bench import run as bench_serving
+
+        echo(f"Benchmark: serving sinks, {args.rows:,} students / rows / accesses, each beside its baseline")
+        result = bench_serving(settings, students=args.rows, cassandra_rows=args.rows, accesses=args.rows, echo=echo)
     else:
         from learntrack.benchmarks import bench_mongo
 
@@ -289,7 +294,7 @@ def cmd_bench(args, settings: Settings) -> int:
         echo(json.dumps(result, indent=1))
     out = settings.home_path / "benchmarks" / f"{args.target}-{args.activities}-{int(time.time())}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    out.write_text(json.dumps(result, indent=1, default=str))
     echo(f"saved: {out}")
     return 0
 
@@ -513,7 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_mongo)
 
     b = sub.add_parser("bench", help="on-demand benchmarks (print figures, not part of the tests)")
-    b.add_argument("target", choices=["mongo", "lake"])
+    b.add_argument("target", choices=["mongo", "lake", "serving"])
+    b.add_argument("--rows", type=int, default=20_000, help="serving: students, Cassandra rows and Neo4j accesses")
     b.add_argument("--activities", type=int, default=1_000_000)
     b.add_argument("--queries", type=int, default=200)
     b.add_argument("--database", default="lt_bench")
