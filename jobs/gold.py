@@ -251,17 +251,17 @@ def completion_funnel(progress_df, students_df, as_of: dt.date):
 
 
 def write_funnel_snapshot(spark, lake: str, as_of: dt.date) -> list[dt.date]:
-    """The funnel of ``as_of`` unless a newer as-of day has a snapshot already (progress is current
-    state: an older day's re-run would stamp today's progress with that day)."""
+    """The funnel of the current progress state, as one snapshot stamped with the newest as-of day
+    any run reached: progress is current state, so an older day's run cannot know that day's
+    funnel, and a table of one current snapshot is the same whatever order the days ran in."""
     from pyspark.sql import functions as F
 
-    newest = read_table(spark, GOLD_COMPLETION_FUNNEL, lake).agg(F.max("as_of_date")).first()[0]
-    if newest and newest > as_of:
-        return []
+    held = [r[0] for r in read_table(spark, GOLD_COMPLETION_FUNNEL, lake).select("as_of_date").distinct().collect()]
+    stamp = max(held + [as_of])
     funnel = completion_funnel(read_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake),
-                               read_table(spark, SILVER_STUDENTS, lake), as_of)
-    replace_partitions(funnel, GOLD_COMPLETION_FUNNEL, lake, "as_of_date", [as_of])
-    return [as_of]
+                               read_table(spark, SILVER_STUDENTS, lake), stamp)
+    replace_partitions(funnel, GOLD_COMPLETION_FUNNEL, lake, "as_of_date", sorted(set(held) | {stamp}))
+    return [stamp]
 
 
 def build_gold(spark, settings: Settings, interval: Interval) -> dict[str, Any]:

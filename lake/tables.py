@@ -291,7 +291,7 @@ GOLD_SHARED_ACCESS = Table(
 GOLD_COMPLETION_FUNNEL = Table(
     "gold", "course_completion_funnel",
     (
-        C("as_of_date", "DATE", False, "the run's day: progress as known when that day's run built gold"),
+        C("as_of_date", "DATE", False, "the newest as-of day a run reached (the snapshot's stamp)"),
         C("course_id", "STRING", False),
         C("enrolled", "BIGINT", False, "students enrolled in the course (profile) or with any event in it"),
         C("started", "BIGINT", False, "of those, students with any video event in the course"),
@@ -299,9 +299,10 @@ GOLD_COMPLETION_FUNNEL = Table(
         C("completed", "BIGINT", False, "of those, students who completed every video"),
     ),
     keys=("as_of_date", "course_id"), partition_by=("as_of_date",),
-    grain="one row per course per as-of day (a daily snapshot of student_course_progress)",
-    doc="Completion funnel, enrolled -> started -> 50% -> completed. A snapshot: written by the run of the "
-        "newest as-of day; a re-run of an older day leaves that day's snapshot as its own run wrote it.",
+    grain="one row per course (one current snapshot of student_course_progress)",
+    doc="Completion funnel, enrolled -> started -> 50% -> completed, of the current progress state. One "
+        "snapshot, rewritten by every run and stamped with the newest as-of day, so days run in any order "
+        "give the same table; the day-by-day history is in the course and student tables.",
 )
 
 STAGE_LEDGER = Table(

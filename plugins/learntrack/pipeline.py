@@ -98,6 +98,7 @@ def _gold_rows(settings: Settings, table, column: str, days: list[dt.date]):
 def publish_cassandra(settings: Settings, interval: Interval) -> dict:
     """Every Cassandra read table: course days, alerts and shared access by the event days gold
     recomputed; engagement history, segments and the funnel by the as-of days it wrote."""
+    from jobs.common import read_table
     from lake.tables import (GOLD_COMPLETION_FUNNEL, GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_SHARED_ACCESS,
                              GOLD_STUDENT_ENGAGEMENT)
     from learntrack.sinks import cassandra_sink as sink
@@ -112,8 +113,9 @@ def publish_cassandra(settings: Settings, interval: Interval) -> dict:
     def by_as_of_day(days: list[dt.date]) -> dict:
         eng = sink.publish_student_engagement(settings, days,
                                               _gold_rows(settings, GOLD_STUDENT_ENGAGEMENT, "as_of_date", days))
-        funnel = sink.publish_completion_funnel(settings, days,
-                                                _gold_rows(settings, GOLD_COMPLETION_FUNNEL, "as_of_date", days))
+        funnel_rows = (r.asDict() for r in read_table(_spark(settings), GOLD_COMPLETION_FUNNEL,
+                                                      settings.lake_uri).toLocalIterator())
+        funnel = sink.publish_completion_funnel(settings, days, funnel_rows)  # one snapshot, mirrored
         return {"student_engagement_rows": eng["rows_upserted"], "funnel_rows": funnel["rows_upserted"]}
 
     daily = _publish_pending(settings, interval, "publish_cassandra", by_event_day)

@@ -152,8 +152,16 @@ def publish_student_engagement(settings: Settings, days: Iterable[dt.date], rows
 
 
 def publish_completion_funnel(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping]) -> dict:
-    rows, days = list(rows), sorted(set(days))
-    return _session(settings, lambda s: replace_days(s, settings, COMPLETION_FUNNEL_BY_DAY, days, rows))
+    """Mirror gold's one funnel snapshot: every day Cassandra holds that ``rows`` lack is emptied."""
+    rows = list(rows)
+
+    def work(session):
+        held = {r.as_of_date for r in session.execute(
+            f"SELECT DISTINCT as_of_date FROM {settings.cassandra_keyspace}.{COMPLETION_FUNNEL_BY_DAY.name}")}
+        held = {dt.date.fromisoformat(str(d)) for d in held}
+        return replace_days(session, settings, COMPLETION_FUNNEL_BY_DAY, held | set(days), rows)
+
+    return _session(settings, work)
 
 
 def publish_multi_region_alerts(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping]) -> dict:
