@@ -59,7 +59,13 @@ local function bytes_gt(a, b)
   end
   return #a > #b
 end
-local function fmt(x) return string.format('%.17g', x) end
+local function fmt(x)  -- the same text as Python's _num for the same double
+  for _, p in ipairs({'%.15g', '%.16g'}) do
+    local t = string.format(p, x)
+    if tonumber(t) == x then return t end
+  end
+  return string.format('%.17g', x)
+end
 """
 
 # progress(): compare-and-set of one event on a progress hash (one HMGET, one HSET).
@@ -233,7 +239,13 @@ def _day(value: dt.datetime) -> dt.date:
 
 
 def _num(value: Any) -> str:
-    return repr(float(value))
+    """The fewest of 15, 16 or 17 significant digits that read back as the same double: the Lua
+    scripts' ``fmt`` does the same, so a value written by either side is the same text."""
+    x = float(value)
+    for fmt in ("%.15g", "%.16g"):
+        if float(fmt % x) == x:
+            return fmt % x
+    return "%.17g" % x
 
 
 # --- connection ----------------------------------------------------------------------------------
