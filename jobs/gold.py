@@ -254,8 +254,6 @@ def write_funnel_snapshot(spark, lake: str, as_of: dt.date) -> list[dt.date]:
     """The funnel of the current progress state, as one snapshot stamped with the newest as-of day
     any run reached: progress is current state, so an older day's run cannot know that day's
     funnel, and a table of one current snapshot is the same whatever order the days ran in."""
-    from pyspark.sql import functions as F
-
     held = [r[0] for r in read_table(spark, GOLD_COMPLETION_FUNNEL, lake).select("as_of_date").distinct().collect()]
     stamp = max(held + [as_of])
     funnel = completion_funnel(read_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake),

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from learntrack.batches import chunks
 from learntrack.activity_model import DEVICES, REGIONS, Rule
 
 UTC = dt.timezone.utc
@@ -410,7 +411,7 @@ def _write(db, students, courses, activity_batches, progress) -> dict[str, int]:
     counts = {"students": 0, "courses": 0, "activities_inserted": 0, "activities_duplicate": 0,
               "activities_rejected": 0, "raw_written": 0}
     for name, docs in (("courses", courses), ("students", students)):
-        for chunk in _chunks(docs, 5000):
+        for chunk in chunks(docs, 5000):
             # One bulk of replace-upserts, new and existing documents alike (re-running a generation
             # replaces everything; the FerretDB build's patch 6 fixed the wedge this used to cause).
             db[name].bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in chunk], ordered=False)
@@ -419,7 +420,7 @@ def _write(db, students, courses, activity_batches, progress) -> dict[str, int]:
             progress(f"{name}: {counts[name]:,} written")
     t0 = time.monotonic()
     for batch in activity_batches:
-        for chunk in _chunks(iter(batch), 20_000):
+        for chunk in chunks(iter(batch), 20_000):
             clean = [d for d in chunk if is_clean(d)]
             raw = [d for d in chunk if not is_clean(d)]
             if clean:
@@ -436,7 +437,3 @@ def _write(db, students, courses, activity_batches, progress) -> dict[str, int]:
     return counts
 
 
-def _chunks(it, n: int):
-    it = iter(it)
-    while chunk := list(itertools.islice(it, n)):
-        yield chunk

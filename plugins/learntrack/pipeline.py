@@ -103,23 +103,27 @@ def publish_cassandra(settings: Settings, interval: Interval) -> dict:
                              GOLD_STUDENT_ENGAGEMENT)
     from learntrack.sinks import cassandra_sink as sink
 
-    def by_event_day(days: list[dt.date]) -> dict:
-        out = sink.publish_course_daily(settings, days, _gold_rows(settings, GOLD_COURSE_DAILY, "event_date", days))
-        alerts = sink.publish_multi_region_alerts(settings, days,
-                                                  _gold_rows(settings, GOLD_MULTI_REGION, "event_date", days))
-        shared = sink.publish_shared_access(settings, days, _gold_rows(settings, GOLD_SHARED_ACCESS, "event_date", days))
+    def by_event_day(days: list[dt.date], session) -> dict:
+        out = sink.publish_course_daily(settings, days, _gold_rows(settings, GOLD_COURSE_DAILY, "event_date", days),
+                                        session)
+        alerts = sink.publish_multi_region_alerts(
+            settings, days, _gold_rows(settings, GOLD_MULTI_REGION, "event_date", days), session)
+        shared = sink.publish_shared_access(
+            settings, days, _gold_rows(settings, GOLD_SHARED_ACCESS, "event_date", days), session)
         return {**out, "multi_region_alerts": alerts["rows_upserted"], "shared_access": shared["rows_upserted"]}
 
-    def by_as_of_day(days: list[dt.date]) -> dict:
-        eng = sink.publish_student_engagement(settings, days,
-                                              _gold_rows(settings, GOLD_STUDENT_ENGAGEMENT, "as_of_date", days))
+    def by_as_of_day(days: list[dt.date], session) -> dict:
+        eng = sink.publish_student_engagement(
+            settings, days, _gold_rows(settings, GOLD_STUDENT_ENGAGEMENT, "as_of_date", days), session)
         funnel_rows = (r.asDict() for r in read_table(_spark(settings), GOLD_COMPLETION_FUNNEL,
                                                       settings.lake_uri).toLocalIterator())
-        funnel = sink.publish_completion_funnel(settings, days, funnel_rows)  # one snapshot, mirrored
+        funnel = sink.publish_completion_funnel(settings, days, funnel_rows, session)  # one snapshot, mirrored
         return {"student_engagement_rows": eng["rows_upserted"], "funnel_rows": funnel["rows_upserted"]}
 
-    daily = _publish_pending(settings, interval, "publish_cassandra", by_event_day)
-    snapshots = _publish_pending(settings, interval, "publish_cassandra.snapshots", by_as_of_day, "gold_snapshots")
+    with sink.open_session(settings) as session:  # one connection for all five publishes
+        daily = _publish_pending(settings, interval, "publish_cassandra", lambda d: by_event_day(d, session))
+        snapshots = _publish_pending(settings, interval, "publish_cassandra.snapshots",
+                                     lambda d: by_as_of_day(d, session), "gold_snapshots")
     return {**daily, "rows_out": daily["rows_upserted"] + snapshots["student_engagement_rows"]
             + snapshots["funnel_rows"] + daily["multi_region_alerts"] + daily["shared_access"],
             "snapshots": snapshots}
@@ -129,8 +133,8 @@ def _digest(df) -> str:
     """An order-independent digest of a frame's rows (exact: the hashes are summed as decimals)."""
     from pyspark.sql import functions as F
 
-    total = df.select(F.sum(F.xxhash64(*df.columns).cast("decimal(38,0)"))).first()[0]
-    return f"{total}:{df.count()}"
+    total, rows = df.select(F.sum(F.xxhash64(*df.columns).cast("decimal(38,0)")), F.count(F.lit(1))).first()
+    return f"{total}:{rows}"
 
 
 def publish_redis(settings: Settings, interval: Interval) -> dict:
@@ -166,7 +170,8 @@ def reconcile_live(settings: Settings, interval: Interval, as_of: dt.date, stude
     from learntrack.mongo_ops import client
     from learntrack.sinks import redis_live
 
-    rebased = redis_live.rebase_scores(settings, as_of, (r.asDict() for r in students.toLocalIterator()))
+    rebased = redis_live.rebase_scores(settings, as_of, (r.asDict() for r in students.select("student_id", "score")
+                                                         .toLocalIterator()))
     progress = read_table(_spark(settings), GOLD_STUDENT_COURSE_PROGRESS, settings.lake_uri)
     mongo = client(settings)
     try:

@@ -739,10 +739,6 @@ def check_redis_target(world: World, panel: dict, target: dict, values: dict) ->
             for n, vs in f.fields.items():
                 fields[n] = [float(v) if isinstance(v, (Decimal, float, int)) or
                              (isinstance(v, str) and re.fullmatch(r"-?\d+(\.\d+)?", v)) else v for v in vs]
-            if "Field" in fields and "published_at" in fields["Field"]:  # when, not what: only present
-                i = fields["Field"].index("published_at")
-                assert fields["Value"][i], "meta.published_at is empty"
-                fields = {k: v[:i] + v[i + 1:] for k, v in fields.items()}
             if "Field" in fields:  # hash order is Redis's, not ours
                 fields = dict(sorted(zip(fields["Field"], fields["Value"])))
             out.append(fields)

@@ -14,6 +14,7 @@ flight, and a statement that fails is retried ``cassandra_retries`` times with e
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from collections import defaultdict
@@ -51,13 +52,22 @@ def ensure_schema(session, settings: Settings) -> list[int]:
     return migrate(session, settings.cassandra_keyspace, replication)
 
 
-def _session(settings: Settings, work: Callable[[Any], dict]) -> dict:
+@contextlib.contextmanager
+def open_session(settings: Settings):
+    """One connection with the schema migrated, for several publishes (connecting costs ~1 s)."""
     cluster, session = connect(settings)
     try:
         ensure_schema(session, settings)
-        return work(session)
+        yield session
     finally:
         cluster.shutdown()
+
+
+def _session(settings: Settings, work: Callable[[Any], dict], session=None) -> dict:
+    if session is not None:
+        return work(session)
+    with open_session(settings) as opened:
+        return work(opened)
 
 
 def execute_all(session, settings: Settings, statement, args: list[tuple]) -> int:
@@ -121,20 +131,23 @@ def _cql(value):
 
 
 # --- publishers: one per gold table, each writing every table that serves a read of it ---------
-def publish_course_daily(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping]) -> dict:
+# ``session``: an ``open_session`` to share among several publishes; without it each connects.
+def publish_course_daily(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping],
+                         session=None) -> dict:
     """gold.course_daily_engagement of ``days`` into the by-day and by-course tables."""
     rows, days = list(rows), sorted(set(days))
 
-    def work(session):
-        by_day = replace_days(session, settings, COURSE_DAILY_BY_DAY, days, rows)
+    def work(cql):
+        by_day = replace_days(cql, settings, COURSE_DAILY_BY_DAY, days, rows)
         faults.point(settings, "cassandra.by_day_written")
-        replace_days(session, settings, COURSE_DAILY_BY_COURSE, days, rows)
+        replace_days(cql, settings, COURSE_DAILY_BY_COURSE, days, rows)
         return {"days": len(days), **by_day}
 
-    return _session(settings, work)
+    return _session(settings, work, session)
 
 
-def publish_student_engagement(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping]) -> dict:
+def publish_student_engagement(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping],
+                               session=None) -> dict:
     """gold.student_engagement of the as-of ``days``: each student's history, and segment sizes."""
     rows, days = list(rows), sorted(set(days))
     segments: dict[tuple, list[float]] = defaultdict(list)
@@ -143,35 +156,38 @@ def publish_student_engagement(settings: Settings, days: Iterable[dt.date], rows
     segment_rows = [{"as_of_date": d, "segment": s, "students": len(v), "avg_score": sum(v) / len(v)}
                     for (d, s), v in segments.items()]
 
-    def work(session):
-        out = replace_days(session, settings, STUDENT_ENGAGEMENT_BY_STUDENT, days, rows)
-        replace_days(session, settings, SEGMENTS_BY_DAY, days, segment_rows)
+    def work(cql):
+        out = replace_days(cql, settings, STUDENT_ENGAGEMENT_BY_STUDENT, days, rows)
+        replace_days(cql, settings, SEGMENTS_BY_DAY, days, segment_rows)
         return {"days": len(days), **out, "segments": len(segment_rows)}
 
-    return _session(settings, work)
+    return _session(settings, work, session)
 
 
-def publish_completion_funnel(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping]) -> dict:
+def publish_completion_funnel(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping],
+                              session=None) -> dict:
     """Mirror gold's one funnel snapshot: every day Cassandra holds that ``rows`` lack is emptied."""
     rows = list(rows)
 
-    def work(session):
-        held = {r.as_of_date for r in session.execute(
+    def work(cql):
+        held = {r.as_of_date for r in cql.execute(
             f"SELECT DISTINCT as_of_date FROM {settings.cassandra_keyspace}.{COMPLETION_FUNNEL_BY_DAY.name}")}
         held = {dt.date.fromisoformat(str(d)) for d in held}
-        return replace_days(session, settings, COMPLETION_FUNNEL_BY_DAY, held | set(days), rows)
+        return replace_days(cql, settings, COMPLETION_FUNNEL_BY_DAY, held | set(days), rows)
 
-    return _session(settings, work)
+    return _session(settings, work, session)
 
 
-def publish_multi_region_alerts(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping]) -> dict:
+def publish_multi_region_alerts(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping],
+                                session=None) -> dict:
     rows, days = list(rows), sorted(set(days))
-    return _session(settings, lambda s: replace_days(s, settings, MULTI_REGION_ALERTS_BY_DAY, days, rows))
+    return _session(settings, lambda s: replace_days(s, settings, MULTI_REGION_ALERTS_BY_DAY, days, rows), session)
 
 
-def publish_shared_access(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping]) -> dict:
+def publish_shared_access(settings: Settings, days: Iterable[dt.date], rows: Iterable[Mapping],
+                          session=None) -> dict:
     rows, days = list(rows), sorted(set(days))
-    return _session(settings, lambda s: replace_days(s, settings, SHARED_ACCESS_BY_DAY, days, rows))
+    return _session(settings, lambda s: replace_days(s, settings, SHARED_ACCESS_BY_DAY, days, rows), session)
 
 
 def publish_pipeline_runs(settings: Settings, rows: list[Mapping]) -> dict:

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from itertools import islice
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Mapping
 
 from learntrack import faults
+from learntrack.batches import chunks
 from learntrack.intervals import UTC, to_utc
 from learntrack.settings import Settings
 
@@ -144,7 +144,7 @@ def publish_access(settings: Settings, rows: Iterable[Mapping], batch: int = 200
     try:
         ensure_schema(driver)
         n = 0
-        for chunk in _chunks((_access_row(r) for r in rows), batch):
+        for chunk in chunks((_access_row(r) for r in rows), batch):
             driver.execute_query(MERGE_ACCESS, rows=chunk, ns=settings.neo4j_namespace)
             n += len(chunk)
             faults.point(settings, "neo4j.batch_written")
@@ -270,12 +270,6 @@ def _access_row(row: Mapping) -> dict:
     return {"event_id": row["event_id"], "student_id": row["student_id"], "region": row["region"],
             "country": row.get("country"), "at": _utc(row["event_time"]),
             "ip": row.get("ip") or None, "device": row.get("device") or None}  # blank: none
-
-
-def _chunks(items: Iterable[dict], size: int) -> Iterator[list[dict]]:
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

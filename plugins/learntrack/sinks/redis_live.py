@@ -31,6 +31,7 @@ import time
 from typing import Any, Iterable, Mapping
 
 from learntrack.activity_model import VIDEO_EVENT_TYPES, validate_activity
+from learntrack.batches import chunks
 from learntrack.intervals import to_utc
 from learntrack.settings import Settings
 
@@ -252,13 +253,13 @@ def _num(value: Any) -> str:
 def connect(settings: Settings, timeout_s: float = 1.0):
     """A Redis client for the live path: short timeouts and one quick retry, so an outage costs a
     write at most a couple of timeouts (a retried pipeline is safe: every script is idempotent)."""
-    import redis
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 
-    return redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=timeout_s,
-                                socket_connect_timeout=timeout_s,
-                                retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 1))
+    from learntrack.sinks import redis_sink
+
+    return redis_sink.connect(settings, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                              retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 1))
 
 
 class _Scripts:
@@ -436,17 +437,6 @@ def read_progress(settings_or_client, student_id: str, course_id: str, *,
 
 
 # --- nightly reconcile ---------------------------------------------------------------------------
-def _chunks(rows: Iterable, n: int):
-    chunk = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= n:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def _rebase_chunk(w: LiveWriter, as_of: dt.date, items: list[tuple[str, str, str]]) -> list[int]:
     """items: (student_id, base, mode). Two round trips: the hashes' fields (to name the seen sets
     of days <= as_of as keys, which a cluster requires), then the rebase scripts."""
@@ -473,7 +463,7 @@ def rebase_scores(settings: Settings, as_of: dt.date, rows: Iterable[Mapping], *
     w = LiveWriter(settings, client=client, timeout_s=timeout_s)
     out = {"as_of_date": as_of.isoformat(), "rebased": 0, "orphans": 0, "skipped_newer": 0}
 
-    for chunk in _chunks(rows, batch):
+    for chunk in chunks(rows, batch):
         results = _rebase_chunk(w, as_of, [(r["student_id"], str(r["score"]), "gold") for r in chunk])
         out["rebased"] += results.count(1)
         out["skipped_newer"] += results.count(-1)
@@ -482,7 +472,7 @@ def rebase_scores(settings: Settings, as_of: dt.date, rows: Iterable[Mapping], *
     pattern = _glob_escape(f"{settings.redis_prefix}:live:score:") + "*"
     head = len(f"{settings.redis_prefix}:live:score:{{")
     keys = (k for k in w.client.scan_iter(match=pattern, count=1000) if k.endswith("}"))
-    for chunk in _chunks(keys, batch):
+    for chunk in chunks(keys, batch):
         out["orphans"] += _rebase_chunk(w, as_of, [(k[head:-1], "0", "orphan") for k in chunk]).count(1)
     return out
 
@@ -516,7 +506,7 @@ def reconcile_progress(settings: Settings, rows: Iterable[Mapping], tail: Iterab
     Idempotent."""
     w = LiveWriter(settings, client=client, timeout_s=timeout_s)
     replaced = 0
-    for chunk in _chunks(rows, batch):
+    for chunk in chunks(rows, batch):
         calls = [("progress_replace", [progress_key(settings.redis_prefix, r["student_id"], r["course_id"])],
                   [w._progress_ttl, *_progress_fields(r)]) for r in chunk]
         replaced += len(w.scripts.run(calls))

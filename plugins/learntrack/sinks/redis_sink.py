@@ -34,10 +34,11 @@ from learntrack.intervals import to_utc
 from learntrack.settings import Settings
 
 
-def connect(settings: Settings):
+def connect(settings: Settings, **options):
+    """A client of the settings' Redis (``options``: redis-py's, e.g. timeouts and retry)."""
     import redis
 
-    return redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    return redis.Redis.from_url(settings.redis_url, decode_responses=True, **options)
 
 
 def _root(settings: Settings) -> str:
@@ -54,6 +55,11 @@ def registry_key(settings: Settings) -> str:
 
 def version_key(settings: Settings, version: str, *parts: str) -> str:
     return ":".join((_root(settings), "v", version, *parts))
+
+
+def _as_of(version: str) -> str:
+    """The as-of day (ISO) a version ``<as_of>.<digest>`` was published for."""
+    return version.split(".", 1)[0]
 
 
 def content_digest(student_rows: list[Mapping], course_rows: list[Mapping]) -> str:
@@ -82,7 +88,7 @@ def publish_scores(settings: Settings, as_of: dt.date, student_rows: Iterable[Ma
     if current == version and r.exists(version_key(settings, version, "meta")):
         _delete_versions_except(r, settings, current)
         return {"published": 0, "version": version, "as_of_date": as_of.isoformat(), "unchanged": True}
-    if current and current.split(".")[0] > as_of.isoformat():
+    if current and _as_of(current) > as_of.isoformat():
         _delete_versions_except(r, settings, current)
         return {"published": 0, "skipped": f"a newer as-of day ({current}) is already published"}
 
@@ -92,8 +98,8 @@ def publish_scores(settings: Settings, as_of: dt.date, student_rows: Iterable[Ma
     students, courses = _write_version(r, settings, version, as_of, student_rows, course_rows, ttl, batch)
     faults.point(settings, "redis.hashes_written")
     meta = version_key(settings, version, "meta")
-    r.hset(meta, mapping={"as_of_date": as_of.isoformat(), "students": students, "courses": courses,
-                          "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+    # Content only (no publish time): a retried publish must leave what one publish leaves.
+    r.hset(meta, mapping={"as_of_date": as_of.isoformat(), "students": students, "courses": courses})
     r.expire(meta, ttl)
     if not _swap(r, settings, version, as_of, ttl):
         _delete_versions_except(r, settings, r.get(pointer_key(settings)))
@@ -155,7 +161,7 @@ def _swap(r, settings, version: str, as_of: dt.date, ttl: int) -> bool:
             try:
                 pipe.watch(pointer_key(settings))
                 current = pipe.get(pointer_key(settings))
-                if current and current.split(".")[0] > as_of.isoformat():
+                if current and _as_of(current) > as_of.isoformat():
                     pipe.unwatch()
                     return False
                 if not pipe.exists(version_key(settings, version, "meta")):
@@ -203,7 +209,7 @@ def current_version(settings: Settings, r=None) -> str | None:
 
 def snapshot_as_of(settings: Settings) -> str | None:
     version = current_version(settings)
-    return version.split(".")[0] if version else None
+    return _as_of(version) if version else None
 
 
 def top(settings: Settings, n: int = 10, course: str | None = None) -> list[tuple[str, float]]:
