@@ -253,7 +253,7 @@ def assert_sinks_equal(settings, data, exp, end: dt.datetime, run_day: dt.date):
         shared |= {(day, a["value"]): a["student_ids"]
                    for a in cassandra_sink.read_day(settings, day, cassandra_sink.SHARED_ACCESS_BY_DAY)}
     assert alerts == exp["pairs"]
-    assert exp["shared"] and shared == exp["shared"]  # the generator's campus IPs reach the threshold
+    assert shared == exp["shared"]
 
     # Redis: the snapshot of the run day: every student's decayed score, overall and per course.
     board = redis_sink.leaderboard(settings)
@@ -281,7 +281,8 @@ def assert_sinks_equal(settings, data, exp, end: dt.datetime, run_day: dt.date):
     assert shared == exp["shared"]
     alerts, _, _ = neo4j_sink.connect(settings).execute_query(
         "MATCH (al:Alert {ns: $ns}) RETURN al.kind AS kind, count(*) AS n", ns=settings.neo4j_namespace)
-    assert {r["kind"]: r["n"] for r in alerts} == {"multi_region": len(exp["pairs"]), "shared_ip": len(exp["shared"])}
+    want = {"multi_region": len(exp["pairs"]), "shared_ip": len(exp["shared"])}
+    assert {r["kind"]: r["n"] for r in alerts} == {k: n for k, n in want.items() if n}
 
 
 def assert_gold_equal(spark, settings, exp):

@@ -51,6 +51,7 @@ def test_published_numbers_equal_an_independent_computation(pipeline_world):
     exp = expected_results(data, settings)
     assert exp["held_back"] > 0, "the data set should contain writes after the interval end (late events)"
     assert exp["quarantined"] and exp["duplicates"] > 0
+    assert exp["shared"], "the generator's campus IPs should reach the account-sharing threshold"
     assert_sinks_equal(settings, data, exp, END, RUN_DAY)
 
 
