@@ -22,8 +22,10 @@ CLOSED = {"mongo": 27099, "redis": 6399, "cassandra": 9099, "neo4j": 7699}
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    """The environment without any LEARNTRACK_* of the caller's, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEARNTRACK_")}
+    """The environment without any LEARNTRACK_* of the caller's but where the stack listens (a
+    stack on other ports, as a CI beside a dev stack runs it), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("LEARNTRACK_") or k.endswith("_PORT") or k == "LEARNTRACK_STACK_HOST"}
     env.pop("LEARNTRACK_DEBUG", None)
     return {**env, "LEARNTRACK_MONGO_DB": DB, "LEARNTRACK_REDIS_PREFIX": DB, **extra}  # never the demo's keys
 
