@@ -87,8 +87,28 @@ def _owned_dir(path: Path, user: str | None) -> None:
     path.chmod(0o700)
 
 
+def _let_reach(path: Path, user: str) -> None:
+    """PostgreSQL runs as ``user`` and must pass through every folder above its data folder; a
+    clone inside a private folder (``mktemp -d``, a 0700 home) blocks it. Grant pass-through only
+    (x for others: no listing, no reading) on the folders that lack it, and say so."""
+    import pwd
+
+    account = pwd.getpwnam(user)
+    path = path.resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    for folder in (*reversed(path.parents), path):
+        st = folder.stat()
+        reachable = (st.st_mode & 0o001 or (st.st_uid == account.pw_uid and st.st_mode & 0o100)
+                     or (st.st_gid == account.pw_gid and st.st_mode & 0o010))
+        if not reachable:
+            print(f"postgres: letting the {user} user pass through {folder} (chmod o+x)", flush=True)
+            folder.chmod(st.st_mode | 0o001)
+
+
 def _pg_prepare(settings: Settings, state: Path) -> None:
     user, data = _pg_user(settings), state / "data"
+    if user:
+        _let_reach(state, user)
     _owned_dir(data, user)
     _owned_dir(state / "sock", user)
     if not (data / "PG_VERSION").exists():
