@@ -25,7 +25,7 @@ def validate_or_quarantine(spark, settings: Settings, interval: Interval, checks
     """Run every (frame, suite); on a failure, move what this run wrote aside (``written``:
     (table, version before the run, rows)) and restore those tables before failing the task."""
     from expectations.gate import GateFailed, validate
-    from jobs.common import quarantine_run_output
+    from lake.delta import quarantine_run_output
 
     try:
         return [validate(df, suite, settings, interval.batch_id) for df, suite in checks]
@@ -65,7 +65,7 @@ def activity_freshness(spark, settings: Settings, interval: Interval):
     only the last few ingest-day partitions)."""
     from pyspark.sql import functions as F
 
-    from jobs.common import read_table
+    from lake.delta import read_table
     from lake.tables import BRONZE_ACTIVITIES
 
     end = interval.end.astimezone(dt.timezone.utc)
@@ -86,7 +86,7 @@ def gate_bronze(spark, settings: Settings, interval: Interval, extract_result: d
     from expectations.gate import validate
     from expectations.suites import bronze_batch_suite, bronze_completeness_suite, freshness_suite
     from jobs.bronze import SOURCES
-    from jobs.common import read_table
+    from lake.delta import read_table
 
     extracted = {e["table"]: e for e in extract_result["sources"]}
     out = []
@@ -121,7 +121,7 @@ def silver_reconciliation(spark, settings: Settings, batches: list[str], days: l
     """
     from pyspark.sql import functions as F
 
-    from jobs.common import read_table
+    from lake.delta import read_table
     from jobs.silver import typed_activities
     from lake.ledger import pending_from_table
     from lake.tables import BRONZE_ACTIVITIES, QUARANTINE, SILVER_ACTIVITIES
@@ -171,7 +171,7 @@ def gate_silver(spark, settings: Settings, interval: Interval, build_result: dic
     from pyspark.sql import functions as F
 
     from expectations.suites import reconciliation_suite, silver_activities_suite, silver_timing_suite
-    from jobs.common import read_table
+    from lake.delta import read_table
     from lake import ledger
     from lake.tables import SILVER_ACTIVITIES, SILVER_TABLES
 
@@ -205,7 +205,7 @@ def gate_gold(spark, settings: Settings, interval: Interval, build_result: dict)
     from pyspark.sql import functions as F
 
     from expectations import suites
-    from jobs.common import read_table
+    from lake.delta import read_table
     from lake import ledger
     from lake.tables import (GOLD_COMPLETION_FUNNEL, GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_SHARED_ACCESS,
                              GOLD_STUDENT_COURSE_ENGAGEMENT, GOLD_STUDENT_COURSE_PROGRESS, GOLD_STUDENT_ENGAGEMENT,

@@ -14,10 +14,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from jobs.common import UTC, Interval, ensure_table
-from learntrack import faults
-from learntrack.intervals import to_utc
+from lake.delta import ensure_table
 from lake.tables import BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, Table
+from learntrack import faults
+from learntrack.intervals import UTC, Interval, to_utc
 from learntrack.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ import datetime as dt
 import math
 from typing import Any
 
-from jobs.common import UTC, read_table, replace_partitions
+from learntrack.intervals import UTC
+from lake.delta import read_table, replace_partitions
 from lake.tables import (GOLD_STUDENT_COURSE_ENGAGEMENT, GOLD_STUDENT_ENGAGEMENT, SCORE, SILVER_ACTIVITIES,
                          SILVER_COURSE_ITEMS)
 from learntrack.settings import Settings

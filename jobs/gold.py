@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable
 
-from jobs.common import Interval, ensure_table, read_table, replace_partitions, table_version
+from learntrack.intervals import Interval
+from lake.delta import ensure_table, read_table, replace_partitions, table_version
 from jobs.engagement import build_engagement
 from jobs.maintenance import silver_horizon
 from lake.tables import (GOLD_COMPLETION_FUNNEL, GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_SHARED_ACCESS,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from jobs.common import Interval, ensure_table
+from learntrack.intervals import Interval
+from lake.delta import ensure_table
 from lake import ledger
 from lake.tables import ALL_TABLES, SILVER_ACTIVITIES, Table
 from learntrack.settings import Settings
@@ -24,7 +25,7 @@ def silver_horizon(spark, lake_root: str) -> dt.date | None:
     """The oldest event day silver still holds whole (None before the first retention run)."""
     from pyspark.sql import functions as F
 
-    from jobs.common import read_table
+    from lake.delta import read_table
     from lake.tables import STAGE_LEDGER
 
     rows = (read_table(spark, STAGE_LEDGER, lake_root).where(F.col("stage") == RETENTION_STAGE)

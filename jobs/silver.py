@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.common import Interval, ensure_table, read_table, table_version
+from learntrack.intervals import Interval
+from lake.delta import ensure_table, read_table, table_version
 from lake.tables import (BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, QUARANTINE, SILVER_ACTIVITIES,
                          SILVER_COURSE_ITEMS, SILVER_STUDENTS, SILVER_STUDENTS_HISTORY, SILVER_TABLES)
 from learntrack import faults

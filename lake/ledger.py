@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Iterable
 
-from jobs.common import UTC, ensure_table, read_table
+from learntrack.intervals import UTC
+from lake.delta import ensure_table, read_table
 from lake.tables import STAGE_LEDGER
 
 

@@ -121,7 +121,7 @@ def run_interval(settings: Settings, interval, label: str, echo: Echo) -> dict:
 
 
 def bench_lake(settings: Settings, activities: int, history_days: int = 30, echo: Echo = print) -> dict:
-    from jobs.common import Interval
+    from learntrack.intervals import Interval
     from lake.spark import spark_session
     from learntrack.generator import GenParams
 

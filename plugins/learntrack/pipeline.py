@@ -89,7 +89,7 @@ def _gold_rows(settings: Settings, table, column: str, days: list[dt.date]):
     """The rows of a gold table for ``days``, streamed to the driver one partition at a time."""
     from pyspark.sql import functions as F
 
-    from jobs.common import read_table
+    from lake.delta import read_table
 
     df = read_table(_spark(settings), table, settings.lake_uri).where(F.col(column).isin(days))
     return (r.asDict() for r in df.toLocalIterator())
@@ -98,7 +98,7 @@ def _gold_rows(settings: Settings, table, column: str, days: list[dt.date]):
 def publish_cassandra(settings: Settings, interval: Interval) -> dict:
     """Every Cassandra read table: course days, alerts and shared access by the event days gold
     recomputed; engagement history, segments and the funnel by the as-of days it wrote."""
-    from jobs.common import read_table
+    from lake.delta import read_table
     from lake.tables import (GOLD_COMPLETION_FUNNEL, GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_SHARED_ACCESS,
                              GOLD_STUDENT_ENGAGEMENT)
     from learntrack.sinks import cassandra_sink as sink
@@ -144,7 +144,7 @@ def publish_redis(settings: Settings, interval: Interval) -> dict:
 
     from pyspark.sql import functions as F
 
-    from jobs.common import read_table
+    from lake.delta import read_table
     from lake.tables import GOLD_STUDENT_COURSE_ENGAGEMENT, GOLD_STUDENT_ENGAGEMENT
     from learntrack.sinks.redis_sink import publish_scores
 
@@ -165,7 +165,7 @@ def reconcile_live(settings: Settings, interval: Interval, as_of: dt.date, stude
     """Re-base the live scores on gold's ``as_of`` and replace every progress key with gold's row,
     then re-apply what MongoDB received after the interval gold covers (so no fresh resume position
     is lost); repairs whatever the write-through path missed or got wrong."""
-    from jobs.common import read_table
+    from lake.delta import read_table
     from lake.tables import GOLD_STUDENT_COURSE_PROGRESS
     from learntrack.mongo_ops import client
     from learntrack.sinks import redis_live
@@ -187,7 +187,7 @@ def publish_neo4j(settings: Settings, interval: Interval) -> dict:
     and record their (:Alert) nodes (multi-region access, shared IPs)."""
     from pyspark.sql import functions as F
 
-    from jobs.common import read_table
+    from lake.delta import read_table
     from lake.tables import SILVER_ACTIVITIES
     from learntrack.sinks.neo4j_sink import detect_and_record, publish_access
 

@@ -33,7 +33,7 @@ def run_record_rows(run_id: str, interval: Interval, stages: list[dict]) -> list
 def write_run_records(settings: Settings, run_id: str, interval: Interval, stages: list[dict]) -> dict:
     from delta.tables import DeltaTable
 
-    from jobs.common import ensure_table
+    from lake.delta import ensure_table
     from lake.spark import spark_session
     from lake.tables import GOLD_PIPELINE_RUNS
     from learntrack.sinks.cassandra_sink import publish_pipeline_runs

@@ -7,7 +7,7 @@ from typing import Callable
 
 
 def print_summary(settings, day: dt.date, echo: Callable[[str], None]) -> None:
-    from jobs.common import read_table
+    from lake.delta import read_table
     from lake.spark import spark_session
     from lake.tables import ALL_TABLES
     from learntrack.mongo_ops import client

@@ -289,7 +289,7 @@ def assert_gold_equal(spark, settings, exp):
     """gold.student_course_progress and gold.multi_region_access equal the oracle."""
     import pytest
 
-    from jobs.common import read_table
+    from lake.delta import read_table
     from lake.tables import GOLD_COMPLETION_FUNNEL, GOLD_MULTI_REGION, GOLD_SHARED_ACCESS, GOLD_STUDENT_COURSE_PROGRESS
 
     got = {(r["student_id"], r["course_id"]): r.asDict()
@@ -326,7 +326,7 @@ def assert_engagement_equal(spark, settings, exp, run_day: dt.date):
     closed form, the bands against percentiles computed here, the segments against the rules."""
     import pytest
 
-    from jobs.common import read_table
+    from lake.delta import read_table
     from lake.tables import GOLD_STUDENT_COURSE_ENGAGEMENT, GOLD_STUDENT_ENGAGEMENT
 
     course_rows = [r.asDict() for r in read_table(spark, GOLD_STUDENT_COURSE_ENGAGEMENT, settings.lake_uri).collect()]

@@ -27,7 +27,7 @@ def reset_namespaces(settings) -> None:
 def snapshot(settings, spark):
     from cassandra.cluster import Cluster
 
-    from jobs.common import read_table
+    from lake.delta import read_table
     from lake.tables import DATA_TABLES
     from learntrack.sinks import neo4j_sink, redis_sink
 

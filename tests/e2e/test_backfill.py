@@ -32,7 +32,7 @@ LINEAGE = {"batch_id", "extracted_at"}
 def run_day(settings, day, upto: str | None = None) -> dict:
     """The daily chain for ``day`` in-process (the DAG's stage functions in its order), every stage
     or only those up to ``upto``; a gate that fails raises."""
-    from jobs.common import Interval
+    from learntrack.intervals import Interval
     from learntrack import pipeline
 
     names = [s.name for s in pipeline.DAILY]
@@ -90,7 +90,7 @@ def host_time_zone(name: str):
 
 
 def lake_tables(spark, settings):
-    from jobs.common import read_table
+    from lake.delta import read_table
     from lake.tables import DATA_TABLES
 
     out = {}
@@ -102,7 +102,7 @@ def lake_tables(spark, settings):
 
 
 def test_days_out_of_order_and_in_another_time_zone_give_the_same_tables(stack, spark, tmp_path):
-    from jobs.common import Interval
+    from learntrack.intervals import Interval
     from learntrack.mongo_ops import client
 
     settings = stack.with_overrides(mongo_db="lt_test_backfill")

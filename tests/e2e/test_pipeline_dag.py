@@ -70,7 +70,8 @@ def test_engagement_chain_bands_and_segments_equal_an_independent_computation(pi
 def test_lake_keeps_every_row_and_quarantines_the_malformed_with_their_rule(pipeline_world, spark):
     from pyspark.sql import functions as F
 
-    from jobs.common import Interval, read_table
+    from learntrack.intervals import Interval
+    from lake.delta import read_table
     from lake.tables import BRONZE_ACTIVITIES, QUARANTINE, SILVER_ACTIVITIES
 
     settings, data = pipeline_world
@@ -104,7 +105,7 @@ def test_a_failing_gate_publishes_nothing_and_keeps_a_readable_report(pipeline_w
     """A bad configuration (a negative engagement weight) makes gold break the gate's rule that
     scores are never negative: the run fails at gate_gold, no sink changes, the gold tables are
     restored to what they were, and the failing rows are kept in the lake's quarantine folder."""
-    from jobs.common import Interval
+    from learntrack.intervals import Interval
     from learntrack.cli import run_dag
 
     settings, _ = pipeline_world
@@ -119,7 +120,7 @@ def test_a_failing_gate_publishes_nothing_and_keeps_a_readable_report(pipeline_w
         assert after[key] == before[key], f"{key} changed although the gate failed"
     for key in before:
         assert after[key] == before[key], f"{key} still holds rows that failed the gate"
-    from jobs.common import quarantine_path
+    from lake.delta import quarantine_path
     from lake.tables import GOLD_STUDENT_COURSE_ENGAGEMENT
 
     kept = spark.read.format("delta").load(quarantine_path(GOLD_STUDENT_COURSE_ENGAGEMENT, settings.lake_uri,

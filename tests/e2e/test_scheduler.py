@@ -152,7 +152,8 @@ def test_scheduler_catches_up_each_closed_day_and_faults_heal(scheduled_world):
 def test_lake_and_sinks_equal_the_oracle_after_the_healed_failure(scheduled_world, spark):
     from pyspark.sql import functions as F
 
-    from jobs.common import Interval, read_table
+    from learntrack.intervals import Interval
+    from lake.delta import read_table
     from lake.tables import BRONZE_ACTIVITIES, GOLD_PIPELINE_RUNS, SILVER_ACTIVITIES, STAGE_LEDGER
 
     settings, data, _, _, _ = scheduled_world

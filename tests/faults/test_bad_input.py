@@ -110,7 +110,8 @@ def corpus_lake(stack, fresh_lake):
 
 
 def test_every_bad_document_is_quarantined_with_its_rule_and_nothing_crashes(corpus_lake, spark):
-    from jobs.common import Interval, read_table
+    from learntrack.intervals import Interval
+    from lake.delta import read_table
     from lake.tables import QUARANTINE, SILVER_ACTIVITIES
     from learntrack.pipeline import run_chain
 

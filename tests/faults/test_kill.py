@@ -60,7 +60,7 @@ def run_stages(settings, store: Path, fail_at: str = "") -> subprocess.Completed
 
 def state(settings, spark) -> dict:
     """The lake's data tables without extraction times, and every sink."""
-    from jobs.common import read_table
+    from lake.delta import read_table
     from lake.tables import DATA_TABLES
     from stores import snapshot
 

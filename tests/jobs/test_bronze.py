@@ -31,7 +31,7 @@ def world(stack, fresh_lake):
 
 
 def bronze_ids(spark, settings):
-    from jobs.common import read_table
+    from lake.delta import read_table
     from lake.tables import BRONZE_ACTIVITIES
 
     return sorted(r["source_id"] for r in read_table(spark, BRONZE_ACTIVITIES, settings.lake_uri).collect())
@@ -39,7 +39,7 @@ def bronze_ids(spark, settings):
 
 def test_incremental_exactly_once_with_ties_on_the_write_time(world, spark):
     from jobs.bronze import SOURCES, extract_source
-    from jobs.common import Interval
+    from learntrack.intervals import Interval
 
     settings, db = world
     activities = SOURCES[0]
@@ -62,7 +62,7 @@ def test_incremental_exactly_once_with_ties_on_the_write_time(world, spark):
 
 def test_a_crash_between_commits_resumes_without_loss_or_duplicates(world, spark, monkeypatch):
     import jobs.bronze as bronze
-    from jobs.common import Interval
+    from learntrack.intervals import Interval
 
     settings, db = world
     docs = [doc(i, T1 + dt.timedelta(seconds=i // 3)) for i in range(10)]  # ties inside commits
@@ -96,7 +96,7 @@ def test_writes_behind_the_watermark_are_found_and_extracted(world, spark):
     from expectations.gate import GateFailed
     from expectations.gates import bronze_completeness, gate_bronze
     from jobs.bronze import SOURCES, extract_bronze, extract_source
-    from jobs.common import Interval
+    from learntrack.intervals import Interval
 
     settings, db = world
     day = Interval.for_day(T1.date())
@@ -128,7 +128,7 @@ def test_a_long_insert_during_extraction_loses_nothing(world, spark):
     import time
 
     from jobs.bronze import extract_bronze
-    from jobs.common import Interval
+    from learntrack.intervals import Interval
     from learntrack.mongo_ops import insert_activities
 
     settings, db = world

@@ -63,7 +63,7 @@ def extracted_batch(row, settings, first_run: dt.date) -> str:
     """The bronze batch (and so silver batch_id) a row lands in, as extraction assigns it: the first
     run takes everything written up to its interval end; each later run what was written in its day,
     except the last ``extract_safety_lag_s`` seconds of the day, which the next run takes."""
-    from jobs.common import Interval
+    from learntrack.intervals import Interval
 
     day = (row["ingested_at"] + dt.timedelta(seconds=settings.extract_safety_lag_s)).date()
     return Interval.for_day(max(day, first_run)).batch_id
@@ -71,7 +71,7 @@ def extracted_batch(row, settings, first_run: dt.date) -> str:
 
 def write_silver(spark, settings, rows, first_run: dt.date):
     """Silver as the runs from ``first_run`` on extract it (each row with its batch id)."""
-    from jobs.common import ensure_table
+    from lake.delta import ensure_table
     from lake.tables import SILVER_ACTIVITIES, SILVER_COURSE_ITEMS
 
     rows = [{**r, "batch_id": extracted_batch(r, settings, first_run)} for r in rows]
@@ -92,7 +92,7 @@ def run_day(spark, settings, day):
     """What the DAG run for ``day`` does in gold: build_gold over the silver batches pending for
     gold in the stage ledger (its own and any a failed run left), then, as gate_gold does on
     success, the completion recorded in the ledger."""
-    from jobs.common import Interval
+    from learntrack.intervals import Interval
     from jobs.gold import build_gold
     from lake import ledger
 
@@ -104,7 +104,7 @@ def run_day(spark, settings, day):
 
 
 def tables(spark, settings):
-    from jobs.common import read_table
+    from lake.delta import read_table
     from lake.tables import GOLD_STUDENT_COURSE_ENGAGEMENT, GOLD_STUDENT_ENGAGEMENT
 
     return {t.name: sorted(tuple(r) for r in read_table(spark, t, settings.lake_uri).collect())
@@ -112,7 +112,8 @@ def tables(spark, settings):
 
 
 def test_segments_scores_and_the_same_digits_in_any_run_order(spark, fresh_lake, tmp_path):
-    from jobs.common import Interval, read_table
+    from learntrack.intervals import Interval
+    from lake.delta import read_table
     from lake.tables import GOLD_STUDENT_COURSE_ENGAGEMENT, GOLD_STUDENT_ENGAGEMENT
 
     rows = events()

@@ -62,7 +62,7 @@ def _bronze_activity(eid, course, event_time, written):
     from bson import json_util
     from bson.json_util import RELAXED_JSON_OPTIONS
 
-    from jobs.common import Interval
+    from learntrack.intervals import Interval
 
     d = {"_id": eid, "event_id": eid, "student_id": "s1", "course_id": course, "event_type": "page_view",
          "item_id": course, "event_time": event_time, "ingested_at": written}
@@ -73,7 +73,8 @@ def _bronze_activity(eid, course, event_time, written):
 def test_a_late_event_beyond_silver_retention_leaves_gold_as_it_was(spark, fresh_lake):
     """Finding 2: silver keeps 90 days, gold 730. A late event for a day retention had emptied made
     gold recompute that day from what was left: one event replaced the day's every course."""
-    from jobs.common import Interval, ensure_table, read_table
+    from learntrack.intervals import Interval
+    from lake.delta import ensure_table, read_table
     from jobs.gold import build_gold
     from jobs.maintenance import maintain
     from jobs.silver import build_silver

@@ -11,7 +11,8 @@ pytestmark = pytest.mark.spark
 def test_retention_compaction_and_time_travel(spark, fresh_lake):
     from pyspark.sql import functions as F
 
-    from jobs.common import Interval, ensure_table, read_table
+    from learntrack.intervals import Interval
+    from lake.delta import ensure_table, read_table
     from jobs.maintenance import maintain
     from lake.tables import GOLD_COURSE_DAILY, SILVER_ACTIVITIES
 
@@ -39,7 +40,8 @@ def test_retention_keeps_the_newest_bronze_day_which_carries_the_watermark(spark
     """Finding 8: courses unchanged for 90 days lost every bronze row to retention, and with them
     the extraction watermark: the next run re-extracted the whole collection."""
     from jobs.bronze import bronze_state
-    from jobs.common import Interval, ensure_table, read_table
+    from learntrack.intervals import Interval
+    from lake.delta import ensure_table, read_table
     from jobs.maintenance import maintain
     from lake.tables import BRONZE_COURSES
 

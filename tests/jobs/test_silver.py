@@ -30,7 +30,8 @@ def ev(eid, **kw):
 
 
 def test_quarantine_rules_dedup_and_reconciliation(spark, fresh_lake):
-    from jobs.common import Interval, ensure_table, read_table
+    from learntrack.intervals import Interval
+    from lake.delta import ensure_table, read_table
     from jobs.silver import build_silver
     from lake.tables import BRONZE_ACTIVITIES, QUARANTINE, SILVER_ACTIVITIES
 
@@ -129,7 +130,8 @@ def test_quarantine_rules_dedup_and_reconciliation(spark, fresh_lake):
 def test_student_history_keeps_every_profile_version_in_any_batch_order(spark, fresh_lake):
     from bson import json_util
 
-    from jobs.common import Interval, ensure_table, read_table
+    from learntrack.intervals import Interval
+    from lake.delta import ensure_table, read_table
     from jobs.silver import build_student_dimension
     from lake.tables import BRONZE_STUDENTS, SILVER_STUDENTS, SILVER_STUDENTS_HISTORY
 

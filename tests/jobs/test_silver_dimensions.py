@@ -20,7 +20,7 @@ def _append_bronze(spark, settings, table, docs_by_batch):
     from bson import json_util
     from bson.json_util import RELAXED_JSON_OPTIONS
 
-    from jobs.common import ensure_table
+    from lake.delta import ensure_table
 
     rows = [(d["_id"], json_util.dumps(d, json_options=RELAXED_JSON_OPTIONS), d["updated_at"], batch, d["updated_at"],
              d["updated_at"].date()) for batch, docs in docs_by_batch for d in docs]
@@ -30,7 +30,8 @@ def _append_bronze(spark, settings, table, docs_by_batch):
 
 def test_rerunning_an_older_batch_keeps_the_newer_course_content(spark, fresh_lake):
     """Finding 5: re-running day D after the course changed on D+1 removed the new video."""
-    from jobs.common import Interval, read_table
+    from learntrack.intervals import Interval
+    from lake.delta import read_table
     from jobs.silver import build_course_items
     from lake.tables import BRONZE_COURSES, SILVER_COURSE_ITEMS
 

@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 
-from jobs.common import Interval
+from learntrack.intervals import Interval
 
 pytestmark = pytest.mark.spark
 
@@ -19,7 +19,7 @@ D1, D2, D3 = (dt.date(2026, 2, n) for n in (1, 2, 3))
 def _bronze(spark, settings, day: dt.date, event_ids: list[str]) -> None:
     from bson import json_util
 
-    from jobs.common import ensure_table
+    from lake.delta import ensure_table
     from lake.tables import BRONZE_ACTIVITIES
 
     written = dt.datetime.combine(day, dt.time(12), UTC)
@@ -34,7 +34,7 @@ def _bronze(spark, settings, day: dt.date, event_ids: list[str]) -> None:
 
 
 def test_a_stranded_batch_is_taken_in_by_the_next_run_and_an_old_rerun_takes_only_its_own(spark, fresh_lake):
-    from jobs.common import read_table
+    from lake.delta import read_table
     from jobs.silver import build_silver
     from lake import ledger
     from lake.tables import SILVER_ACTIVITIES

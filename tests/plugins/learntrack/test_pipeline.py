@@ -17,7 +17,7 @@ def engagement(day, scores):
 def test_R6_recovering_an_older_day_republishes_the_newest_snapshot_gold_rewrote(stack, spark, tmp_path):
     """A backfill of D1 makes the engagement chain rewrite D2; Redis must serve the rewritten D2
     (it kept serving the old D2 when only the run's own as-of day was published)."""
-    from jobs.common import replace_partitions
+    from lake.delta import replace_partitions
     from lake.tables import GOLD_STUDENT_ENGAGEMENT
     from learntrack.intervals import Interval
     from learntrack.pipeline import publish_redis

@@ -1,8 +1,11 @@
-"""What every job shares: the interval a run covers (``learntrack.intervals``) and Delta write helpers."""
+"""Delta I/O through the table declarations of ``lake.tables``: create from the declaration, read,
+replace exactly the partitions a run recomputes, versions, and quarantine/restore after a failed gate.
+
+Every job and gate writes the lake through these helpers, so a table's schema, partitioning and
+path come from its one declaration (``jobs/`` holds transforms only).
+"""
 
 from __future__ import annotations
-
-from learntrack.intervals import UTC, Interval  # noqa: F401 - re-exported for the jobs
 
 
 _KNOWN_TABLES: set[tuple[int, str]] = set()
