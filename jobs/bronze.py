@@ -137,8 +137,7 @@ def _missing_ids(spark, source: Source, lake_root: str, collection, day: str, up
 
 def extract_source(spark, settings: Settings, interval: Interval, source: Source, db,
                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    from bson import json_util
-    from bson.json_util import RELAXED_JSON_OPTIONS
+    from learntrack.extended_json import dumps_relaxed
 
     path = ensure_table(spark, source.table, settings.lake_uri)
     # ``already``: rows an earlier attempt of this same batch committed (a re-run, or a crash mid-way).
@@ -171,7 +170,7 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
             unreadable.append(str(doc["_id"]))
             return
         ts_utc = ts.astimezone(UTC)
-        rows.append((str(doc["_id"]), json_util.dumps(doc, json_options=RELAXED_JSON_OPTIONS), ts_utc,
+        rows.append((str(doc["_id"]), dumps_relaxed(doc), ts_utc,
                      interval.batch_id, extracted_at, ts_utc.date()))
         if len(rows) >= COMMIT_ROWS:
             commit()

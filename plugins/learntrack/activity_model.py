@@ -129,13 +129,6 @@ def validate_activity(doc: Mapping[str, Any], now: dt.datetime | None = None,
 
 #: How silver reads a bronze row's Extended JSON: aware UTC datetimes, and dates outside what a
 #: datetime holds (years 1-9999) as DatetimeMS instead of an error, so the rules can refuse them.
-def _json_options():
-    from bson.codec_options import DatetimeConversion
-    from bson.json_util import JSONOptions
-
-    return JSONOptions(tz_aware=True, tzinfo=dt.timezone.utc, datetime_conversion=DatetimeConversion.DATETIME_AUTO)
-
-
 def judge_raw_activity(raw: str, written_at: dt.datetime, max_age_days: int | None = None) -> dict[str, Any]:
     """Parse one bronze document (Extended JSON) and judge its top-level values with
     ``validate_activity``; return ``rule`` (None when valid) and the typed fields silver stores.
@@ -143,10 +136,10 @@ def judge_raw_activity(raw: str, written_at: dt.datetime, max_age_days: int | No
     Unparseable text or a document that is not an object is judged too (rule: the event id's),
     never raised: one bad row must not stop a batch.
     """
-    from bson import json_util
+    from learntrack.extended_json import loads_utc
 
     try:
-        doc = json_util.loads(raw, json_options=_json_options())
+        doc = loads_utc(raw)  # json_util.loads with aware UTC dates, the same values (extended_json)
     except Exception:  # noqa: BLE001 - not Extended JSON at all: refused by the first rule
         doc = None
     if not isinstance(doc, dict):
