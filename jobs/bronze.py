@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from lake.delta import ensure_table
 from lake.tables import BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, Table
@@ -135,9 +135,49 @@ def _missing_ids(spark, source: Source, lake_root: str, collection, day: str, up
                                               {"_id": 1}) if str(d["_id"]) not in have]
 
 
+def _bronze_columns(docs: Iterable[dict], source: Source, unreadable: list[str]) -> Iterator[dict[str, list]]:
+    """Bronze rows of ``docs``, as column lists of at most ``COMMIT_ROWS`` rows (one commit each).
+
+    A document whose watermark field is not a date (years beyond 1-9999 decode as ``DatetimeMS``)
+    is listed in ``unreadable`` instead.
+    """
+    from learntrack.extended_json import dumps_relaxed
+
+    def empty() -> dict[str, list]:
+        return {"source_id": [], "raw": [], "source_updated_at": [], "ingest_date": []}
+
+    cols = empty()
+    ids, raws, stamps, days = cols.values()
+    for doc in docs:
+        ts = doc[source.watermark_field]
+        if not isinstance(ts, dt.datetime):
+            unreadable.append(str(doc["_id"]))
+            continue
+        ts = ts.astimezone(UTC)
+        ids.append(str(doc["_id"]))
+        raws.append(dumps_relaxed(doc))
+        stamps.append(ts)
+        days.append(ts.date())
+        if len(ids) >= COMMIT_ROWS:
+            yield cols
+            cols = empty()
+            ids, raws, stamps, days = cols.values()
+    if ids:
+        yield cols
+
+
+def _arrow_rows(table: Table, cols: dict[str, list], batch_id: str, extracted_at: dt.datetime):
+    import pyarrow as pa
+
+    n = len(cols["source_id"])
+    data = {**cols, "batch_id": [batch_id] * n, "extracted_at": [extracted_at] * n}
+    schema = table.arrow_schema()
+    return pa.table([pa.array(data[f.name], f.type) for f in schema], schema=schema)
+
+
 def extract_source(spark, settings: Settings, interval: Interval, source: Source, db,
                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    from learntrack.extended_json import dumps_relaxed
+    from learntrack.batches import read_ahead
 
     path = ensure_table(spark, source.table, settings.lake_uri)
     # ``already``: rows an earlier attempt of this same batch committed (a re-run, or a crash mid-way).
@@ -148,41 +188,31 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
     collection = db[source.collection]
     days = _buckets(collection, source, watermark, upper)
     schema = source.table.spark_schema()
-    rows: list[tuple] = []
     written = 0
     unreadable: list[str] = []
     extracted_at = now  # aware: a naive value would be read as the host's local time
 
-    def commit() -> None:
+    def commit(chunks: Iterable[dict[str, list]]) -> None:
         nonlocal written
-        if not rows:
-            return
-        _append(spark.createDataFrame(rows, schema), path)
-        written += len(rows)
-        rows.clear()
-        faults.point(settings, f"bronze.{source.table.name}.committed")
-        if progress:
-            progress(f"bronze.{source.table.name}: {written:,} rows committed")
+        for cols in chunks:
+            _append(spark.createDataFrame(_arrow_rows(source.table, cols, interval.batch_id, extracted_at), schema),
+                    path)
+            written += len(cols["source_id"])
+            faults.point(settings, f"bronze.{source.table.name}.committed")
+            if progress:
+                progress(f"bronze.{source.table.name}: {written:,} rows committed")
 
-    def add(doc) -> None:
-        ts = doc[source.watermark_field]
-        if not isinstance(ts, dt.datetime):  # a date beyond years 1-9999 (decoded as DatetimeMS)
-            unreadable.append(str(doc["_id"]))
-            return
-        ts_utc = ts.astimezone(UTC)
-        rows.append((str(doc["_id"]), dumps_relaxed(doc), ts_utc,
-                     interval.batch_id, extracted_at, ts_utc.date()))
-        if len(rows) >= COMMIT_ROWS:
-            commit()
+    def new_documents() -> Iterator[dict]:
+        # One day bucket at a time, oldest first: an equality filter the server serves from an
+        # index, so a run reads what is new, never the collection's history. Only documents stamped
+        # with a bucket and a date watermark can match (docs/decisions.md, "extraction watermark").
+        for d in days:
+            yield from (collection.find({source.bucket_field: d, **flt})
+                        .sort([(source.watermark_field, 1), ("_id", 1)]).batch_size(settings.extract_batch_size))
 
-    # One day bucket at a time, oldest first: an equality filter the server serves from an index,
-    # so a run reads what is new, never the collection's history. Only documents stamped with a
-    # bucket and a date watermark can match (docs/decisions.md, "extraction watermark").
-    for d in days:
-        for doc in (collection.find({source.bucket_field: d, **flt})
-                    .sort([(source.watermark_field, 1), ("_id", 1)]).batch_size(settings.extract_batch_size)):
-            add(doc)
-    commit()
+    # The next chunk is read and encoded (waiting on MongoDB) while this one is committed (waiting on
+    # the JVM); commits stay in watermark order, so a crash still leaves a consistent prefix.
+    commit(read_ahead(_bronze_columns(new_documents(), source, unreadable)))
     new_rows = written
 
     # Reconcile the recent buckets by count, independently of the watermark: a document written
@@ -195,10 +225,9 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
                                                   upper).items():
         if in_mongo > in_bronze:
             ids = _missing_ids(spark, source, settings.lake_uri, collection, d, upper)
-            for start in range(0, len(ids), 1000):
-                for doc in collection.find({"_id": {"$in": ids[start:start + 1000]}}):
-                    add(doc)
-            commit()
+            behind = (doc for start in range(0, len(ids), 1000)
+                      for doc in collection.find({"_id": {"$in": ids[start:start + 1000]}}))
+            commit(_bronze_columns(behind, source, unreadable))
             repaired += len(ids)
             log.warning("bronze.%s: %d documents of bucket %s were behind the watermark; extracted now",
                         source.table.name, len(ids), d)

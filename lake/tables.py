@@ -51,6 +51,12 @@ class Table:
 
         return StructType([StructField(c.name, _spark_type(c.type), c.nullable) for c in self.columns])
 
+    def arrow_schema(self):
+        """The same schema for Arrow record batches (a writer that builds columns, not Python rows)."""
+        import pyarrow as pa
+
+        return pa.schema([pa.field(c.name, _arrow_type(c.type), c.nullable) for c in self.columns])
+
 
 def _spark_type(name: str):
     """Spark type for the SQL type names used in declarations (no SparkSession needed)."""
@@ -66,6 +72,23 @@ def _spark_type(name: str):
     if name.startswith("MAP<") and name.endswith(">"):
         key, value = name[4:-1].split(",", 1)
         return T.MapType(_spark_type(key.strip()), _spark_type(value.strip()))
+    return simple[name]
+
+
+def _arrow_type(name: str):
+    """Arrow type for the same names; timestamps are UTC instants, as Spark's session time zone."""
+    import pyarrow as pa
+
+    simple = {"STRING": pa.string(), "DOUBLE": pa.float64(), "BIGINT": pa.int64(), "INT": pa.int32(),
+              "DATE": pa.date32(), "TIMESTAMP": pa.timestamp("us", tz="UTC"), "BOOLEAN": pa.bool_()}
+    if name.startswith("DECIMAL(") and name.endswith(")"):
+        precision, scale = (int(x) for x in name[8:-1].split(","))
+        return pa.decimal128(precision, scale)
+    if name.startswith("ARRAY<") and name.endswith(">"):
+        return pa.list_(_arrow_type(name[6:-1]))
+    if name.startswith("MAP<") and name.endswith(">"):
+        key, value = name[4:-1].split(",", 1)
+        return pa.map_(_arrow_type(key.strip()), _arrow_type(value.strip()))
     return simple[name]
 
 

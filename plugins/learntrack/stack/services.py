@@ -130,7 +130,10 @@ def _pg_prepare(settings: Settings, state: Path) -> None:
 
 
 def _pg_command(settings: Settings, state: Path) -> list[str]:
-    return [str(_pg_bin() / "postgres"), "-D", str(state / "data")]
+    # Address and port from the settings on every start (they override postgresql.conf, written
+    # once at initdb), so moving the stack to other ports is configuration only.
+    return [str(_pg_bin() / "postgres"), "-D", str(state / "data"), "-p", str(settings.postgres_port),
+            "-c", f"listen_addresses={settings.stack_host}"]
 
 
 def _psql(settings: Settings, sql: str, database: str = "postgres") -> str:
