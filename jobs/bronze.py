@@ -37,10 +37,6 @@ SOURCES = (
     Source("courses", BRONZE_COURSES, "updated_at", "updated_day"),
 )
 
-#: Rows per Delta commit; each commit carries its own watermark.
-COMMIT_ROWS = 200_000
-
-
 def bronze_state(spark, table: Table, lake_root: str, batch_id: str) -> tuple[tuple[dt.datetime, Any] | None, int]:
     """(watermark, rows already in ``batch_id``) read back from the bronze table.
 
@@ -73,11 +69,13 @@ def _bson_order(value: Any) -> tuple:
     return rank.get(type(value), 99), value if not isinstance(value, (dict, list)) else str(value)
 
 
-def _buckets(collection, source: Source, watermark, upper: dt.datetime) -> list[str]:
+def _buckets(collection, source: Source, watermark, upper: dt.datetime, first_day: str = "") -> list[str]:
     """The day buckets that can hold documents after the watermark and up to ``upper``."""
     from learntrack.mongo_ops import day_bucket
 
-    if watermark is None:  # first run: from the oldest bucket in the collection
+    if watermark is None and first_day:  # first run from a configured day (extract_first_day)
+        start = dt.date.fromisoformat(first_day)
+    elif watermark is None:  # first run: from the oldest bucket in the collection
         first = collection.find_one({source.bucket_field: {"$type": "string"}}, {source.bucket_field: 1},
                                     sort=[(source.bucket_field, 1)])
         if first is None:
@@ -90,11 +88,29 @@ def _buckets(collection, source: Source, watermark, upper: dt.datetime) -> list[
 
 
 def _mongo_filter(field: str, watermark, upper: dt.datetime) -> dict:
-    flt: dict[str, Any] = {field: {"$lte": upper}}
-    if watermark is not None:
-        ts, last_id = watermark
-        flt = {"$and": [flt, {"$or": [{field: {"$gt": ts}}, {field: ts, "_id": {"$gt": last_id}}]}]}
-    return flt
+    """The server-side filter of a bucket's new documents: a flat range on the write time.
+
+    Flat on purpose: FerretDB pushes ``{bucket: d, field: {$gte, $lte}}`` down to PostgreSQL as an
+    index scan of the bucket, but a ``$and``/``$or`` form of the same condition as a scan of the
+    whole collection (measured: 2.1 s against 21.8 s for one bucket of 195k documents). The
+    documents written at exactly the watermark's time that are already in bronze are dropped by
+    ``_after_watermark`` on the client.
+    """
+    return {field: {"$gte": watermark[0], "$lte": upper} if watermark is not None else {"$lte": upper}}
+
+
+def _after_watermark(docs: Iterable[dict], field: str, watermark) -> Iterator[dict]:
+    """``docs`` (sorted by write time, then _id) without those at or before the watermark."""
+    if watermark is None:
+        yield from docs
+        return
+    ts, last_id = watermark
+    last = _bson_order(last_id)
+    for doc in docs:
+        written = doc[field]
+        if isinstance(written, dt.datetime) and written == ts and _bson_order(doc["_id"]) <= last:
+            continue
+        yield doc
 
 
 def _append(df, path: str) -> None:
@@ -124,19 +140,24 @@ def bucket_counts(spark, source: Source, lake_root: str, collection, days: list[
                 stored.get(d, 0)) for d in days}
 
 
-def _missing_ids(spark, source: Source, lake_root: str, collection, day: str, upper: dt.datetime) -> list:
-    """Ids of the bucket's documents (up to ``upper``) that bronze does not hold."""
+def _missing_documents(spark, source: Source, lake_root: str, collection, day: str, upper: dt.datetime,
+                       batch_size: int) -> Iterator[dict]:
+    """The bucket's documents (up to ``upper``) that bronze does not hold: one read of the bucket
+    (an ``$in`` of ids is a scan of the whole collection on FerretDB)."""
     from pyspark.sql import functions as F
 
     bronze = spark.read.format("delta").load(ensure_table(spark, source.table, lake_root))
     have = {r[0] for r in bronze.where(F.col("ingest_date") == F.lit(dt.date.fromisoformat(day)))
             .select("source_id").distinct().collect()}
-    return [d["_id"] for d in collection.find({source.bucket_field: day, source.watermark_field: {"$lte": upper}},
-                                              {"_id": 1}) if str(d["_id"]) not in have]
+    for doc in collection.find({source.bucket_field: day, source.watermark_field: {"$lte": upper}}).batch_size(
+            batch_size):
+        if str(doc["_id"]) not in have:
+            yield doc
 
 
-def _bronze_columns(docs: Iterable[dict], source: Source, unreadable: list[str]) -> Iterator[dict[str, list]]:
-    """Bronze rows of ``docs``, as column lists of at most ``COMMIT_ROWS`` rows (one commit each).
+def _bronze_columns(docs: Iterable[dict], source: Source, unreadable: list[str],
+                    rows_per_commit: int) -> Iterator[dict[str, list]]:
+    """Bronze rows of ``docs``, as column lists of at most ``rows_per_commit`` rows (one commit each).
 
     A document whose watermark field is not a date (years beyond 1-9999 decode as ``DatetimeMS``)
     is listed in ``unreadable`` instead.
@@ -158,7 +179,7 @@ def _bronze_columns(docs: Iterable[dict], source: Source, unreadable: list[str])
         raws.append(dumps_relaxed(doc))
         stamps.append(ts)
         days.append(ts.date())
-        if len(ids) >= COMMIT_ROWS:
+        if len(ids) >= rows_per_commit:
             yield cols
             cols = empty()
             ids, raws, stamps, days = cols.values()
@@ -186,7 +207,7 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
     upper = min(interval.end, now - dt.timedelta(seconds=settings.extract_safety_lag_s))
     flt = _mongo_filter(source.watermark_field, watermark, upper)
     collection = db[source.collection]
-    days = _buckets(collection, source, watermark, upper)
+    days = _buckets(collection, source, watermark, upper, settings.extract_first_day)
     schema = source.table.spark_schema()
     written = 0
     unreadable: list[str] = []
@@ -207,12 +228,14 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
         # index, so a run reads what is new, never the collection's history. Only documents stamped
         # with a bucket and a date watermark can match (docs/decisions.md, "extraction watermark").
         for d in days:
-            yield from (collection.find({source.bucket_field: d, **flt})
-                        .sort([(source.watermark_field, 1), ("_id", 1)]).batch_size(settings.extract_batch_size))
+            yield from _after_watermark(
+                collection.find({source.bucket_field: d, **flt})
+                .sort([(source.watermark_field, 1), ("_id", 1)]).batch_size(settings.extract_batch_size),
+                source.watermark_field, watermark)
 
     # The next chunk is read and encoded (waiting on MongoDB) while this one is committed (waiting on
     # the JVM); commits stay in watermark order, so a crash still leaves a consistent prefix.
-    commit(read_ahead(_bronze_columns(new_documents(), source, unreadable)))
+    commit(read_ahead(_bronze_columns(new_documents(), source, unreadable, settings.extract_commit_rows)))
     new_rows = written
 
     # Reconcile the recent buckets by count, independently of the watermark: a document written
@@ -224,13 +247,13 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
                                                   reconcile_days(watermark, upper, settings.extract_reconcile_days),
                                                   upper).items():
         if in_mongo > in_bronze:
-            ids = _missing_ids(spark, source, settings.lake_uri, collection, d, upper)
-            behind = (doc for start in range(0, len(ids), 1000)
-                      for doc in collection.find({"_id": {"$in": ids[start:start + 1000]}}))
-            commit(_bronze_columns(behind, source, unreadable))
-            repaired += len(ids)
+            before = written
+            commit(_bronze_columns(_missing_documents(spark, source, settings.lake_uri, collection, d, upper,
+                                                      settings.extract_batch_size),
+                                   source, unreadable, settings.extract_commit_rows))
+            repaired += written - before
             log.warning("bronze.%s: %d documents of bucket %s were behind the watermark; extracted now",
-                        source.table.name, len(ids), d)
+                        source.table.name, written - before, d)
     if unreadable:
         raise ValueError(f"{source.collection}: {len(unreadable)} documents have a {source.watermark_field} that is not "
                          f"a date between years 1 and 9999 (first ids: {unreadable[:5]}); the write path stamps it, "

@@ -279,6 +279,11 @@ def cmd_bench(args, settings: Settings) -> int:
         echo(f"Benchmark: lake pipeline stages, {args.activities:,} activities over {args.history_days} days "
              f"(+1 daily day)")
         result = bench_lake(settings, args.activities, history_days=args.history_days, echo=echo)
+    elif args.target == "extract":
+        from learntrack.extract_bench import bench_extract
+
+        echo(f"Benchmark: extraction beside a plain read of the same documents, {args.activities:,} activities")
+        result = bench_extract(settings, args.activities, days=args.days, keep=args.keep, echo=echo)
     elif args.target == "serving":
         from learntrack.serving_bench import run as bench_serving
 
@@ -518,13 +523,14 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_mongo)
 
     b = sub.add_parser("bench", help="on-demand benchmarks (print figures, not part of the tests)")
-    b.add_argument("target", choices=["mongo", "lake", "serving"])
+    b.add_argument("target", choices=["mongo", "lake", "extract", "serving"])
     b.add_argument("--rows", type=int, default=20_000, help="serving: students, Cassandra rows and Neo4j accesses")
     b.add_argument("--activities", type=int, default=1_000_000)
     b.add_argument("--queries", type=int, default=200)
     b.add_argument("--database", default="lt_bench")
     b.add_argument("--keep", action="store_true", help="reuse the data already loaded when large enough")
     b.add_argument("--history-days", type=int, default=30, help="lake: days of history before the timed day")
+    b.add_argument("--days", type=int, default=10, help="extract: days the activities are spread over")
     b.set_defaults(func=cmd_bench)
 
     r = sub.add_parser("run", help="run the daily DAG for closed UTC days through Airflow's scheduler")

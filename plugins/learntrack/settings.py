@@ -92,6 +92,13 @@ class Settings:
 
     # --- extraction ------------------------------------------------------------------------------
     extract_batch_size: int = 5000
+    # Rows per bronze commit: each commit carries its own watermark, and the next chunk is read
+    # from MongoDB while one commits, so smaller chunks overlap more but pay more commits.
+    extract_commit_rows: int = 50_000
+    # The day bucket a first extraction (empty bronze table) starts from, ISO date. Empty: the
+    # oldest bucket in the collection, an index read on MongoDB but a scan of the whole collection
+    # on FerretDB (its sort is not pushed down): set it on a large FerretDB-backed source.
+    extract_first_day: str = ""
     # Documents written less than this many seconds before the interval end are left for the
     # next run: a write with an earlier ingested_at may still be in flight on another node.
     extract_safety_lag_s: int = 5

@@ -67,7 +67,7 @@ def test_a_crash_between_commits_resumes_without_loss_or_duplicates(world, spark
     settings, db = world
     docs = [doc(i, T1 + dt.timedelta(seconds=i // 3)) for i in range(10)]  # ties inside commits
     db.activities.insert_many(docs)
-    monkeypatch.setattr(bronze, "COMMIT_ROWS", 4)
+    settings = settings.with_overrides(extract_commit_rows=4)
     calls = {"n": 0}
     real = bronze._append
 
@@ -155,3 +155,22 @@ def test_a_long_insert_during_extraction_loses_nothing(world, spark):
     extract_bronze(spark, settings, tomorrow)
     ids = bronze_ids(spark, settings)
     assert runs >= 1 and len(ids) == len(set(ids)) == 100_000
+
+
+def test_the_query_of_a_bucket_is_served_from_its_index(world):
+    """The bucket's filter stays flat: FerretDB pushes it down to PostgreSQL (its explain says
+    ``filterPushdown``), where the same condition as ``$and``/``$or`` read the whole collection."""
+    from jobs.bronze import _mongo_filter
+    from learntrack.mongo_ops import ensure_indexes
+
+    settings, db = world
+    ensure_indexes(db)
+    db.activities.insert_many([doc(i, T1 + dt.timedelta(minutes=i)) for i in range(5)])
+    flt = {"ingest_day": T1.date().isoformat(),
+           **_mongo_filter("ingested_at", (T1 + dt.timedelta(minutes=2), "b002"), T1 + dt.timedelta(hours=1))}
+    plan = db.activities.find(flt).sort([("ingested_at", 1), ("_id", 1)]).explain()
+    if "filterPushdown" in plan:  # FerretDB
+        assert plan["filterPushdown"] is True, plan
+    else:  # MongoDB: the ingest_bucket index
+        assert "ingest_bucket" in str(plan["queryPlanner"]["winningPlan"]), plan
+    assert [d["_id"] for d in db.activities.find(flt)] == ["b002", "b003", "b004"]  # ties at the mark: client-side
