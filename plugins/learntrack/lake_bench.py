@@ -12,6 +12,8 @@ timing (under Airflow each task may also pay a JVM start, not counted here).
 1. Stage throughput: a fresh lake and one interval covering the H history days, i.e. one batch of
    about N activities; seconds and rows/s per stage, "rows" being the batch's extracted
    activities for every stage (gold recomputes the batch's days, the sinks publish them).
+   Beside it, gold's course daily engagement of the batch's days computed by Spark and by DuckDB
+   (through delta-rs) on the same silver tables, alternating, best of two each, and compared.
 2. History cost: the daily run of the next day, with H days of history in the lake (right after
    1.) and with 1 day (a second fresh lake: run day 1, then time day 2); ratio H-day / 1-day per
    stage. Both timed days are ordinary generated days of similar size (day 2 carries fewer late
@@ -161,6 +163,12 @@ def bench_lake(settings: Settings, activities: int, history_days: int = 30, echo
         start = dt.datetime.combine(first, dt.time(), dt.timezone.utc)
         result["throughput"] = run_interval(many, Interval(start, start + dt.timedelta(days=history_days)),
                                             f"{history_days}-day batch", echo)
+        echo("\n== The same gold computation in DuckDB, on the batch's silver (learntrack.duckdb_compare)")
+        from learntrack.duckdb_compare import compare
+
+        result["duckdb"] = compare(spark_session(many), many,
+                                   [dt.date.fromisoformat(d) for d in result["throughput"]["recomputed_dates"]],
+                                   echo=echo)
         echo(f"\n== History {history_days} days: time day {history_days + 1}")
         daily_h = run_interval(many, Interval.for_day(first + dt.timedelta(days=history_days)),
                                f"{history_days}-day history: day {history_days + 1}", echo)
