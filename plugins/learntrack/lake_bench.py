@@ -190,6 +190,10 @@ def bench_lake(settings: Settings, activities: int, history_days: int = 30, echo
         dh = daily_h["total_s"] if k == "total" else daily_h["seconds"][k]
         echo(f"  {k:<18} {b:8.1f} {tp['activities'] / max(b, 1e-9):9,.0f} | {d1:12.1f} s {dh:8.1f} s "
              f"{ratio[k]:5.2f}x")
+    duck = result["duckdb"]
+    echo(f"  gold course daily of the batch ({duck['days']} days, {duck['rows']:,} rows): Spark {min(duck['spark_s'])} s, "
+         f"DuckDB {min(duck['duckdb_s'])} s, {duck['ratio_spark_over_duckdb']}x; "
+         + ("they agree" if duck["agree"] else f"they DISAGREE: {duck['differences'][:3]}"))
     echo(f"  batch: {tp['activities']:,} activities over {history_days} days; daily runs: "
          f"{daily_1['activities']:,} (day 2) and {daily_h['activities']:,} (day {history_days + 1}) activities")
     return result
