@@ -133,22 +133,29 @@ def silver_reconciliation(spark, settings: Settings, batches: list[str], days: l
     bronze = bronze_all.where(F.col("batch_id").isin(batches))
     judged = typed_activities(bronze, settings.raw_retention_days).select("event_id", "rule").persist()
     try:
-        silver_all = read_table(spark, SILVER_ACTIVITIES, lake)
-        valid = judged.where(F.col("rule").isNull()).select("event_id")
-        valid_ids = valid.distinct()
-        rows_in = bronze.count()
-        valid_rows = valid.count()
-        distinct_valid = valid_ids.count()
+        # One pass over the judged batch, one over silver (joined to the batch's valid ids), one over
+        # the quarantine: each count of the reconciliation from what is stored, in three jobs.
+        valid = F.col("rule").isNull()
+        b = judged.agg(F.count(F.lit(1)).alias("rows_in"), F.count(F.when(valid, 1)).alias("valid_rows"),
+                       F.countDistinct(F.when(valid, F.col("event_id"))).alias("distinct_valid")).first()
+        rows_in, valid_rows, distinct_valid = b["rows_in"], b["valid_rows"], b["distinct_valid"]
+        valid_ids = judged.where(valid).select("event_id").distinct().withColumn("valid_id", F.lit(True))
+        in_batches, in_days = F.col("batch_id").isin(batches), F.col("event_date").isin(days)
+        ours = F.col("valid_id").isNotNull()
+        s = (read_table(spark, SILVER_ACTIVITIES, lake).select("event_id", "batch_id", "event_date")
+             .join(valid_ids, "event_id", "left")
+             .agg(F.countDistinct(F.when(ours & ~in_batches, F.col("event_id"))).alias("kept_before"),
+                  F.count(F.when(in_batches & in_days, 1)).alias("kept"),
+                  F.count(F.when(in_batches, 1)).alias("kept_anywhere"),
+                  F.countDistinct(F.when(ours, F.col("event_id"))).alias("present"),
+                  F.count(F.when(ours, 1)).alias("held")).first())
         # Kept by a batch outside this set (any day: an id reused with another event time counts).
-        kept_before = (silver_all.where(~F.col("batch_id").isin(batches)).select("event_id")
-                       .join(valid_ids, "event_id", "left_semi").distinct().count())
-        kept = silver_all.where(F.col("batch_id").isin(batches) & F.col("event_date").isin(days)).count()
-        kept_anywhere = silver_all.where(F.col("batch_id").isin(batches)).count()
+        kept_before, kept, kept_anywhere = s["kept_before"], s["kept"], s["kept_anywhere"]
+        missing = distinct_valid - s["present"]
+        # Rows of the batches' event ids in the whole table, beyond one per id.
+        held = s["held"]
         quarantined = read_table(spark, QUARANTINE, lake).where(
             (F.col("source_table") == "activities") & F.col("batch_id").isin(batches)).count()
-        missing = valid_ids.join(silver_all.select("event_id"), "event_id", "left_anti").count()
-        # Rows of the batches' event ids in the whole table, beyond one per id.
-        held = silver_all.select("event_id").join(valid_ids, "event_id", "left_semi").count()
     finally:
         judged.unpersist()
     duplicates = valid_rows - (distinct_valid - kept_before)
