@@ -24,8 +24,14 @@ class GateFailed(RuntimeError):
         super().__init__(f"quality gate {suite} failed: {'; '.join(failures)} (report: {report})")
 
 
-def validate(spark_df, spec, settings: Settings, batch_id: str) -> dict:
-    """Validate ``spark_df`` with the suite ``spec``; raise GateFailed listing every failed expectation."""
+def run_suite(spark_df, spec, pandas_max_rows: int):
+    """GX's result for ``spec`` on ``spark_df``, and the engine that computed it.
+
+    A frame of at most ``pandas_max_rows`` rows is collected once and validated by GX's pandas
+    engine: on Spark every expectation's metrics are Spark jobs, a fixed 2-3 s per suite whatever
+    the size (measured 2.6 s against 0.3 s for the 27 expectations of 200 gold rows), which made
+    the gates most of a daily run. Larger frames are validated where they are, by Spark.
+    """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
@@ -37,23 +43,33 @@ def validate(spark_df, spec, settings: Settings, batch_id: str) -> dict:
     except Exception:  # noqa: BLE001 - cosmetic only
         pass
     suite = gx.ExpectationSuite(name=spec.name, expectations=list(spec.expectations))
-    asset = context.data_sources.add_spark(name="lake").add_dataframe_asset(name=suite.name)
-    batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": spark_df})
-    result = batch.validate(suite)
+    head = spark_df.limit(pandas_max_rows + 1).toPandas() if pandas_max_rows > 0 else None
+    if head is not None and len(head) <= pandas_max_rows:
+        engine, frame, source = "pandas", head, context.data_sources.add_pandas(name="lake")
+    else:
+        engine, frame, source = "spark", spark_df, context.data_sources.add_spark(name="lake")
+    asset = source.add_dataframe_asset(name=suite.name)
+    batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": frame})
+    return batch.validate(suite), engine
+
+
+def validate(spark_df, spec, settings: Settings, batch_id: str) -> dict:
+    """Validate ``spark_df`` with the suite ``spec``; raise GateFailed listing every failed expectation."""
+    result, engine = run_suite(spark_df, spec, settings.gate_pandas_max_rows)
     summary = result.to_json_dict()
     failures = [
         f"{r['expectation_config']['type']}({_kwargs(r['expectation_config']['kwargs'])})"
         f" unexpected={r['result'].get('unexpected_count', r['result'].get('observed_value'))}"
         for r in summary["results"] if not r["success"]
     ]
-    report = _write_report(settings, batch_id, suite.name, summary, failures)
+    report = _write_report(settings, batch_id, spec.name, summary, failures)
     stats = summary["statistics"]
-    log.info("gate %s: %s/%s expectations passed (%s)", suite.name, stats["successful_expectations"],
-             stats["evaluated_expectations"], report)
+    log.info("gate %s: %s/%s expectations passed on %s (%s)", spec.name, stats["successful_expectations"],
+             stats["evaluated_expectations"], engine, report)
     if not result.success:
-        raise GateFailed(suite.name, failures, report)
-    return {"suite": suite.name, "passed": stats["successful_expectations"],
-            "evaluated": stats["evaluated_expectations"], "report": str(report)}
+        raise GateFailed(spec.name, failures, report)
+    return {"suite": spec.name, "passed": stats["successful_expectations"],
+            "evaluated": stats["evaluated_expectations"], "engine": engine, "report": str(report)}
 
 
 def _kwargs(kwargs: dict) -> str:

@@ -37,6 +37,8 @@ def spark_session(settings: Settings, app_name: str = "learntrack"):
         # Delta rebuilds table state with this many tasks (default 50): far too many for small
         # local tables; a cluster raises it through LEARNTRACK_SPARK_CONF.
         .config("spark.databricks.delta.snapshotPartitions", "2")
+        # Frames handed to Python (the gates' small frames, toPandas) cross as Arrow batches.
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.warehouse.dir", str(settings.home_path / "spark-warehouse"))
         .config("spark.driver.extraJavaOptions",
                 f"-Dderby.system.home={settings.home_path / 'derby'} -Dlog4j2.configurationFile=file:{log4j}")

@@ -106,6 +106,9 @@ class Settings:
     # the bronze gate checks): a write that landed behind the watermark (slow flush, slow clock,
     # caller-set write time) is found there and extracted late instead of being lost.
     extract_reconcile_days: int = 1
+    # A gate validates a frame of at most this many rows with GX's pandas engine (collected once),
+    # larger ones with Spark; 0: always Spark. Same expectations, same verdicts (tested).
+    gate_pandas_max_rows: int = 200_000
     # gate_bronze fails when the newest activity written up to the interval end is older than this.
     freshness_max_hours: float = 24.0
 

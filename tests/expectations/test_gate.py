@@ -1,0 +1,80 @@
+"""A gate's verdict must not depend on the engine: GX's pandas engine (small frames, collected once)
+and its Spark engine give the same result for every expectation, on clean and on broken rows."""
+
+import datetime as dt
+
+import pytest
+
+pytestmark = [pytest.mark.spark]
+
+UTC = dt.timezone.utc
+D = dt.date(2026, 3, 1)
+
+
+def course_daily_rows():
+    from lake.tables import GOLD_COURSE_DAILY
+
+    good = {"event_date": D, "course_id": "c1", "active_learners": 2, "events": 5, "page_views": 1, "video_plays": 1,
+            "video_completions": 0, "quiz_attempts": 2, "assignment_submissions": 0, "logins": 1,
+            "video_watch_seconds": 12.5, "avg_quiz_score_pct": 60.0, "quiz_pass_rate": 0.5, "new_learners": 1}
+    broken = [dict(good, course_id="c2", events=1),  # fewer events than learners
+              dict(good, course_id="c3", quiz_pass_rate=1.5, avg_quiz_score_pct=None),  # rate beyond 1
+              dict(good, course_id="c1"),  # the key twice
+              dict(good, course_id=None, new_learners=3)]  # a null key, more new learners than active
+    return GOLD_COURSE_DAILY, [good], [good] + broken
+
+
+def progress_rows():
+    from lake.tables import GOLD_STUDENT_COURSE_PROGRESS
+
+    t0 = dt.datetime(2026, 3, 1, 9, tzinfo=UTC)
+    filler = {"STRING": "x", "BIGINT": 0, "INT": 0, "DOUBLE": 0.0, "TIMESTAMP": t0, "DATE": D}
+    good = {c.name: None if c.nullable else filler.get(c.type, [] if c.type.startswith("ARRAY") else {})
+            for c in GOLD_STUDENT_COURSE_PROGRESS.columns} | {"student_id": "s1", "course_id": "c1", "first_event_time": t0,
+                                        "last_accessed": t0 + dt.timedelta(hours=1), "completion_pct": 50.0,
+                                        "status": "in_progress"}
+    broken = [dict(good, student_id="s2", last_accessed=t0 - dt.timedelta(hours=1)),  # before the first event
+              dict(good, student_id="s3", status="paused", completion_pct=101.0)]
+    return GOLD_STUDENT_COURSE_PROGRESS, [good], [good] + broken
+
+
+def verdicts(result):
+    return [(r.expectation_config.type, r.success, r.result.get("unexpected_count"), r.result.get("observed_value"))
+            for r in result.results]
+
+
+@pytest.mark.parametrize("rows_of, suite_of", [
+    (course_daily_rows, "gold_course_daily_suite"),
+    (progress_rows, "gold_student_course_progress_suite"),
+])
+def test_pandas_and_spark_engines_give_the_same_verdicts(spark, rows_of, suite_of):
+    from expectations import suites
+    from expectations.gate import run_suite
+
+    table, clean, broken = rows_of()
+    names = set(table.column_names)
+    for rows in (clean, broken):
+        df = spark.createDataFrame([{k: v for k, v in r.items() if k in names} for r in rows],
+                                   table.spark_schema().__class__([f.__class__(f.name, f.dataType, True)
+                                                                   for f in table.spark_schema()]))
+        df = df.select(*table.column_names)
+        on_pandas, engine_p = run_suite(df, getattr(suites, suite_of)(), pandas_max_rows=1000)
+        on_spark, engine_s = run_suite(df, getattr(suites, suite_of)(), pandas_max_rows=0)
+        assert (engine_p, engine_s) == ("pandas", "spark")
+        assert verdicts(on_pandas) == verdicts(on_spark)
+        assert on_pandas.success is (rows is clean)  # the broken rows are caught, by both
+
+
+def test_a_frame_beyond_the_limit_is_validated_by_spark(spark):
+    from expectations import suites
+    from expectations.gate import run_suite
+
+    df = spark.range(5).selectExpr("0L AS missing_from_bronze", "id AS in_mongo", "id AS in_bronze")
+    assert run_suite(df, suites.bronze_completeness_suite(_bronze(), True), pandas_max_rows=4)[1] == "spark"
+    assert run_suite(df, suites.bronze_completeness_suite(_bronze(), True), pandas_max_rows=5)[1] == "pandas"
+
+
+def _bronze():
+    from lake.tables import BRONZE_ACTIVITIES
+
+    return BRONZE_ACTIVITIES
