@@ -58,21 +58,26 @@ class Table:
         return pa.schema([pa.field(c.name, _arrow_type(c.type), c.nullable) for c in self.columns])
 
 
+def _build_type(name: str, simple: dict, decimal, array, map_):
+    """A type from the SQL type names used in declarations, with one engine's constructors."""
+    if name.startswith("DECIMAL(") and name.endswith(")"):
+        precision, scale = (int(x) for x in name[8:-1].split(","))
+        return decimal(precision, scale)
+    if name.startswith("ARRAY<") and name.endswith(">"):
+        return array(_build_type(name[6:-1], simple, decimal, array, map_))
+    if name.startswith("MAP<") and name.endswith(">"):
+        key, value = (_build_type(part.strip(), simple, decimal, array, map_) for part in name[4:-1].split(",", 1))
+        return map_(key, value)
+    return simple[name]
+
+
 def _spark_type(name: str):
-    """Spark type for the SQL type names used in declarations (no SparkSession needed)."""
+    """Spark type for a declared type name (no SparkSession needed)."""
     from pyspark.sql import types as T
 
     simple = {"STRING": T.StringType(), "DOUBLE": T.DoubleType(), "BIGINT": T.LongType(), "INT": T.IntegerType(),
               "DATE": T.DateType(), "TIMESTAMP": T.TimestampType(), "BOOLEAN": T.BooleanType()}
-    if name.startswith("DECIMAL(") and name.endswith(")"):
-        precision, scale = (int(x) for x in name[8:-1].split(","))
-        return T.DecimalType(precision, scale)
-    if name.startswith("ARRAY<") and name.endswith(">"):
-        return T.ArrayType(_spark_type(name[6:-1]))
-    if name.startswith("MAP<") and name.endswith(">"):
-        key, value = name[4:-1].split(",", 1)
-        return T.MapType(_spark_type(key.strip()), _spark_type(value.strip()))
-    return simple[name]
+    return _build_type(name, simple, T.DecimalType, T.ArrayType, T.MapType)
 
 
 def _arrow_type(name: str):
@@ -81,15 +86,7 @@ def _arrow_type(name: str):
 
     simple = {"STRING": pa.string(), "DOUBLE": pa.float64(), "BIGINT": pa.int64(), "INT": pa.int32(),
               "DATE": pa.date32(), "TIMESTAMP": pa.timestamp("us", tz="UTC"), "BOOLEAN": pa.bool_()}
-    if name.startswith("DECIMAL(") and name.endswith(")"):
-        precision, scale = (int(x) for x in name[8:-1].split(","))
-        return pa.decimal128(precision, scale)
-    if name.startswith("ARRAY<") and name.endswith(">"):
-        return pa.list_(_arrow_type(name[6:-1]))
-    if name.startswith("MAP<") and name.endswith(">"):
-        key, value = name[4:-1].split(",", 1)
-        return pa.map_(_arrow_type(key.strip()), _arrow_type(value.strip()))
-    return simple[name]
+    return _build_type(name, simple, pa.decimal128, pa.list_, pa.map_)
 
 
 C = Column
