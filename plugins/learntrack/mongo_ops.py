@@ -249,6 +249,17 @@ def sweep_write_metadata(db, now: dt.datetime | None = None) -> dict[str, int]:
     return stamped
 
 
+def activities_written_since(db, since: dt.datetime, now: dt.datetime | None = None) -> Iterable[dict]:
+    """Activities written at or after ``since``, bucket by bucket up to today's (index reads; a range
+    on ``ingested_at`` alone is a scan of the whole collection on FerretDB and on MongoDB)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    first = dt.date.fromisoformat(day_bucket(since))
+    last = dt.date.fromisoformat(day_bucket(max(now, since)))
+    for i in range((last - first).days + 1):
+        yield from db.activities.find({"ingest_day": (first + dt.timedelta(days=i)).isoformat(),
+                                       "ingested_at": {"$gte": since}})
+
+
 def latest_activities(db, student_id: str, limit: int = 20) -> list[dict]:
     """The newest ``limit`` activities of a student, served by the student_latest index."""
     cursor = db.activities.find({"student_id": student_id}).sort("event_time", -1).limit(limit)

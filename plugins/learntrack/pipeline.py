@@ -167,7 +167,7 @@ def reconcile_live(settings: Settings, interval: Interval, as_of: dt.date, stude
     is lost); repairs whatever the write-through path missed or got wrong."""
     from lake.delta import read_table
     from lake.tables import GOLD_STUDENT_COURSE_PROGRESS
-    from learntrack.mongo_ops import client
+    from learntrack.mongo_ops import activities_written_since, client
     from learntrack.sinks import redis_live
 
     rebased = redis_live.rebase_scores(settings, as_of, (r.asDict() for r in students.select("student_id", "score")
@@ -175,7 +175,7 @@ def reconcile_live(settings: Settings, interval: Interval, as_of: dt.date, stude
     progress = read_table(_spark(settings), GOLD_STUDENT_COURSE_PROGRESS, settings.lake_uri)
     mongo = client(settings)
     try:
-        tail = mongo[settings.mongo_db].activities.find({"ingested_at": {"$gte": interval.end}})
+        tail = activities_written_since(mongo[settings.mongo_db], interval.end)
         reconciled = redis_live.reconcile_progress(settings, (r.asDict() for r in progress.toLocalIterator()), tail)
     finally:
         mongo.close()

@@ -166,3 +166,24 @@ def test_index_found_in_mongodb_and_sql_plans():
     pg = {"queryPlanner": {"Plan": {"Node Type": "Bitmap Heap Scan", "Plans": [
         {"Node Type": "Bitmap Index Scan", "Index Name": "activities_student_latest_gin"}]}}}
     assert _index_in_plan(pg) == "activities_student_latest_gin"
+
+
+@pytest.mark.stack
+def test_activities_written_since_reads_the_buckets_from_that_day_on(db):
+    """What publish_redis re-applies after gold's interval: every activity written at or after the
+    instant, across day buckets, each bucket served by the ingest_bucket index."""
+    from learntrack.mongo_ops import activities_written_since, ensure_indexes, insert_activities
+
+    ensure_indexes(db)
+    t0 = dt.datetime(2026, 1, 5, 23, 0, tzinfo=UTC)
+    for i, minutes in enumerate([-30, 0, 30, 90, 60 * 24 + 61]):  # before, at, same day, next day, day after
+        at = t0 + dt.timedelta(minutes=minutes)
+        insert_activities(db, [{"event_id": f"w{i}", "student_id": "s1", "course_id": "c1", "event_type": "login",
+                                "event_time": at - dt.timedelta(seconds=1), "region": "eu-central"}], now=at)
+    since = sorted(d["event_id"] for d in activities_written_since(db, t0, now=t0 + dt.timedelta(days=3)))
+    assert since == ["w1", "w2", "w3", "w4"]
+    plan = db.activities.find({"ingest_day": "2026-01-06", "ingested_at": {"$gte": t0}}).explain()
+    if "filterPushdown" in plan:  # FerretDB
+        assert plan["filterPushdown"] is True
+    else:
+        assert "ingest_bucket" in str(plan["queryPlanner"]["winningPlan"])
