@@ -263,19 +263,24 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
             "watermark_before": watermark[0].isoformat() if watermark else None, "upper": upper.isoformat()}
 
 
+def extraction_db(settings: Settings, mongo):
+    """The source database as extraction reads it: aware UTC dates, and a date outside years 1-9999
+    decoded as DatetimeMS instead of raising InvalidBSON inside the cursor (which stopped every run
+    at the same document); silver then quarantines it."""
+    from bson.codec_options import CodecOptions, DatetimeConversion
+
+    return mongo.get_database(settings.mongo_db, codec_options=CodecOptions(
+        tz_aware=True, tzinfo=UTC, datetime_conversion=DatetimeConversion.DATETIME_AUTO))
+
+
 def extract_bronze(spark, settings: Settings, interval: Interval,
                    progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Extract every source collection's new documents up to the interval end."""
-    from bson.codec_options import CodecOptions, DatetimeConversion
-
     from learntrack.mongo_ops import client
 
     mongo = client(settings)
     try:
-        # A date outside years 1-9999 decodes as DatetimeMS instead of raising InvalidBSON inside
-        # the cursor (which stopped every run at the same document); silver then quarantines it.
-        db = mongo.get_database(settings.mongo_db, codec_options=CodecOptions(
-            tz_aware=True, tzinfo=UTC, datetime_conversion=DatetimeConversion.DATETIME_AUTO))
+        db = extraction_db(settings, mongo)
         return [extract_source(spark, settings, interval, src, db, progress) for src in SOURCES]
     finally:
         mongo.close()

@@ -38,14 +38,13 @@ def typed_activities(bronze_df, max_age_days: int | None = None):
     row-at-a-time UDF paid three times the judging itself in serialisation (issue 10).
     """
     from pyspark.sql import functions as F
-    from pyspark.sql.types import StructType
+    from pyspark.sql.types import StructField, StructType
 
     from lake.tables import _spark_type
 
-    judged_fields = [(f, t) for f, t in (part.strip().split(" ") for part in JUDGED_SCHEMA.split(","))]
     passthrough = bronze_df.select(*_BRONZE_PASSTHROUGH)
-    schema = StructType(list(passthrough.schema.fields) + [
-        StructType().add(f, _spark_type(t)).fields[0] for f, t in judged_fields])
+    schema = StructType(list(passthrough.schema.fields)
+                        + [StructField(f, _spark_type(t), True) for f, t in JUDGED_TYPES])
 
     def judge_batches(batches):
         import pyarrow as pa
@@ -53,18 +52,18 @@ def typed_activities(bronze_df, max_age_days: int | None = None):
         from lake.tables import _arrow_type
         from learntrack.activity_model import judge_raw_activity
 
-        types = [_arrow_type(t) for _, t in judged_fields]
+        types = [_arrow_type(t) for _, t in JUDGED_TYPES]
         for batch in batches:
             raws = batch.column("raw").to_pylist()
             written = batch.column("source_updated_at").to_pylist()
-            columns: list[list] = [[] for _ in judged_fields]
+            columns: list[list] = [[] for _ in JUDGED_TYPES]
             for raw, at in zip(raws, written):
                 out = judge_raw_activity(raw, at, max_age_days)
-                for values, (name, _) in zip(columns, judged_fields):
+                for values, (name, _) in zip(columns, JUDGED_TYPES):
                     values.append(out.get(name))
             yield pa.RecordBatch.from_arrays(
                 batch.columns + [pa.array(values, typ) for values, typ in zip(columns, types)],
-                names=[*batch.schema.names, *(f for f, _ in judged_fields)])
+                names=[*batch.schema.names, *(f for f, _ in JUDGED_TYPES)])
 
     judged = passthrough.mapInArrow(judge_batches, schema)
     return judged.select(*_BRONZE_PASSTHROUGH, *[F.col(f) for f in JUDGED_FIELDS if f != "rule"],
@@ -72,7 +71,8 @@ def typed_activities(bronze_df, max_age_days: int | None = None):
                          ).withColumn("event_date", F.to_date("event_time"))
 
 
-JUDGED_FIELDS = tuple(part.strip().split(" ")[0] for part in JUDGED_SCHEMA.split(","))
+JUDGED_TYPES = tuple(tuple(part.strip().split(" ")) for part in JUDGED_SCHEMA.split(","))
+JUDGED_FIELDS = tuple(name for name, _ in JUDGED_TYPES)
 
 
 def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any]:

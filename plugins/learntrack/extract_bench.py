@@ -30,10 +30,9 @@ Echo = Callable[[str], None]
 
 
 def _db(settings: Settings, mongo):
-    from bson.codec_options import CodecOptions, DatetimeConversion
+    from jobs.bronze import extraction_db
 
-    return mongo.get_database(settings.mongo_db, codec_options=CodecOptions(
-        tz_aware=True, tzinfo=dt.timezone.utc, datetime_conversion=DatetimeConversion.DATETIME_AUTO))
+    return extraction_db(settings, mongo)
 
 
 def plain_read(settings: Settings, buckets: list[str]) -> int:
