@@ -273,7 +273,23 @@ def _read_jsonl(path: str, loads) -> tuple[list[dict], list[int], list[tuple[int
 
 def cmd_bench(args, settings: Settings) -> int:
     """On-demand benchmarks: print figures as they come, save them as JSON under <home>/benchmarks."""
-    if args.target == "lake":
+    if args.target == "seed-day":
+        from learntrack import seed_day
+
+        step = args.step or "status"
+        echo(f"Benchmark: one seed-scale day ({seed_day.STUDENTS:,} students, {seed_day.COURSES:,} courses, "
+             f"about {seed_day.ACTIVITIES:,} activities), step {step}")
+        if step == "load":
+            result = seed_day.load(settings, max_parts=args.parts, echo=echo)
+        elif step == "run":
+            result = seed_day.run(settings, echo=echo)
+        elif step == "reset":
+            seed_day.reset(settings, echo=echo)
+            return 0
+        else:
+            seed_day.status(settings, echo=echo)
+            return 0
+    elif args.target == "lake":
         from learntrack.lake_bench import bench_lake
 
         echo(f"Benchmark: lake pipeline stages, {args.activities:,} activities over {args.history_days} days "
@@ -523,7 +539,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_mongo)
 
     b = sub.add_parser("bench", help="on-demand benchmarks (print figures, not part of the tests)")
-    b.add_argument("target", choices=["mongo", "lake", "extract", "serving"])
+    b.add_argument("target", choices=["mongo", "lake", "extract", "serving", "seed-day"])
+    b.add_argument("step", nargs="?", choices=["load", "run", "status", "reset"],
+                   help="seed-day: load (resumable, in parts), run (resumable, stage by stage), status, reset")
+    b.add_argument("--parts", type=int, default=None, help="seed-day load: at most this many parts now")
     b.add_argument("--rows", type=int, default=20_000, help="serving: students, Cassandra rows and Neo4j accesses")
     b.add_argument("--activities", type=int, default=1_000_000)
     b.add_argument("--queries", type=int, default=200)

@@ -42,14 +42,15 @@ EVENTS_PER_STUDENT_DAY = 6.5  # what the generator yields on average (measured)
 Echo = Callable[[str], None]
 
 
-def _wipe_neo4j(settings: Settings, students: int) -> None:
+def _wipe_neo4j(settings: Settings) -> None:
     """The benchmark runs in a namespace of its own: clear it."""
     from learntrack.sinks import neo4j_sink
 
     neo4j_sink.clear_namespace(settings)
 
 
-def _wipe_sinks(settings: Settings, students: int) -> None:
+def wipe_sinks(settings: Settings) -> None:
+    """Drop the namespace's Cassandra keyspace, Redis keys and Neo4j nodes."""
     from learntrack.sinks import cassandra_sink, redis_sink
 
     cluster, session = cassandra_sink.connect(settings)
@@ -61,7 +62,7 @@ def _wipe_sinks(settings: Settings, students: int) -> None:
     keys = list(r.scan_iter(f"{settings.redis_prefix}:*", count=5000))
     for i in range(0, len(keys), 5000):
         r.delete(*keys[i:i + 5000])
-    _wipe_neo4j(settings, students)
+    _wipe_neo4j(settings)
 
 
 def _load(settings: Settings, params, echo: Echo) -> dict:
@@ -142,7 +143,7 @@ def bench_lake(settings: Settings, activities: int, history_days: int = 30, echo
                                "first_day": first.isoformat(), "seed": SEED}}
     echo(f"Wiping namespace {NAMESPACE} (MongoDB, Cassandra, Redis, the benchmark's Neo4j nodes, {root})")
     shutil.rmtree(root, ignore_errors=True)
-    _wipe_sinks(base, params.students)
+    wipe_sinks(base)
     try:
         echo(f"Loading {params.days} days, {params.students:,} students, {params.courses:,} courses "
              f"into MongoDB {NAMESPACE}...")
@@ -156,7 +157,7 @@ def bench_lake(settings: Settings, activities: int, history_days: int = 30, echo
         echo("\n== History 1 day: fresh lake, run day 1 (warm-up), then time day 2")
         result["warmup_day1"] = run_interval(one, Interval.for_day(first), "1-day history: day 1", echo)
         daily_1 = run_interval(one, Interval.for_day(first + dt.timedelta(days=1)), "1-day history: day 2", echo)
-        _wipe_sinks(base, params.students)
+        wipe_sinks(base)
 
         many = base.with_overrides(lake_root=str(root / f"lake-{history_days}day"))
         echo(f"\n== Stage throughput: fresh lake, one batch of the {history_days} history days")
@@ -173,7 +174,7 @@ def bench_lake(settings: Settings, activities: int, history_days: int = 30, echo
         daily_h = run_interval(many, Interval.for_day(first + dt.timedelta(days=history_days)),
                                f"{history_days}-day history: day {history_days + 1}", echo)
     finally:
-        _wipe_neo4j(base, params.students)  # its namespace; the other stores keep their data for inspection
+        _wipe_neo4j(base)  # its namespace; the other stores keep their data for inspection
 
     ratio = {k: round(daily_h["seconds"][k] / max(daily_1["seconds"][k], 1e-9), 2) for k in daily_1["seconds"]}
     ratio["total"] = round(daily_h["total_s"] / max(daily_1["total_s"], 1e-9), 2)

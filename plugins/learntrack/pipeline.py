@@ -298,11 +298,15 @@ def call_stage(stage: Stage, settings: Settings, interval: Interval, **kwargs: A
 
 def run_chain(settings: Settings, interval: Interval, chain: tuple[Stage, ...] = DAILY,
               options: dict[str, dict] | None = None,
-              on_stage: Callable[[Stage, Any, float], None] | None = None) -> dict[str, Any]:
+              on_stage: Callable[[Stage, Any, float], None] | None = None,
+              done: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run a chain in-process, in order, each stage given its upstream results as the DAG gives
-    them (the CLI, the benchmark and the tests use this; Airflow runs the same functions)."""
-    results: dict[str, Any] = {}
+    them (the CLI, the benchmark and the tests use this; Airflow runs the same functions).
+    ``done``: results of stages that already ran for this interval; they are not run again."""
+    results: dict[str, Any] = dict(done or {})
     for stage in chain:
+        if stage.name in results:
+            continue
         kwargs = {name: results[name] for name in stage.needs}
         t0 = time.perf_counter()
         results[stage.name] = call_stage(stage, settings, interval, **kwargs, **(options or {}).get(stage.name, {}))

@@ -42,3 +42,27 @@ def test_R6_recovering_an_older_day_republishes_the_newest_snapshot_gold_rewrote
     assert redis_sink.leaderboard(settings) == {"a": 2.5, "b": 0.5}
     again = publish_redis(settings, Interval.for_day(D1))
     assert again["unchanged"] and again["version"] == out["version"]
+
+
+def test_run_chain_skips_the_stages_already_done_and_hands_their_results_on():
+    """A resumed run (the seed-scale day) passes stored results downstream without re-running."""
+    from learntrack.intervals import Interval
+    from learntrack.pipeline import Stage, run_chain
+    from learntrack.settings import Settings
+
+    calls = []
+
+    def first(settings, interval):
+        calls.append("first")
+        return {"n": 1}
+
+    def second(settings, interval, first):
+        calls.append("second")
+        return {"n": first["n"] + 1}
+
+    chain = (Stage(first), Stage(second))
+    interval = Interval.for_day(dt.date(2024, 9, 2))
+    assert run_chain(Settings(), interval, chain)["second"] == {"n": 2} and calls == ["first", "second"]
+    calls.clear()
+    out = run_chain(Settings(), interval, chain, done={"first": {"n": 41}})
+    assert out == {"first": {"n": 41}, "second": {"n": 42}} and calls == ["second"]
