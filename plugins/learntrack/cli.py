@@ -282,7 +282,7 @@ def cmd_bench(args, settings: Settings) -> int:
         if step == "load":
             result = seed_day.load(settings, max_parts=args.parts, echo=echo)
         elif step == "run":
-            result = seed_day.run(settings, echo=echo)
+            result = seed_day.run(settings, echo=echo, max_minutes=args.max_minutes)
         elif step == "reset":
             seed_day.reset(settings, echo=echo)
             return 0
@@ -313,7 +313,8 @@ def cmd_bench(args, settings: Settings) -> int:
              f"({redact_uri(settings.mongo_uri)})")
         result = bench_mongo(settings, args.activities, queries=args.queries, keep=args.keep, echo=echo)
         echo(json.dumps(result, indent=1))
-    out = settings.home_path / "benchmarks" / f"{args.target}-{args.activities}-{int(time.time())}.json"
+    size = args.step if args.target == "seed-day" else args.activities
+    out = settings.home_path / "benchmarks" / f"{args.target}-{size}-{int(time.time())}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=str))
     echo(f"saved: {out}")
@@ -412,6 +413,63 @@ def cmd_backfill(args, settings: Settings) -> int:
         echo(f"ERROR {exc}")
         return 2
     return _report_states(states, t0)
+
+
+def cmd_sql(args, settings: Settings) -> int:
+    """SQL on the lake by table name; without a query, an interactive shell (or the query on stdin)."""
+    from lake import sql as lake_sql
+
+    if args.format == "parquet" and not args.out:
+        raise CliError("--format parquet needs --out FILE")
+    lake = lake_sql.LakeSQL(settings, args.engine)
+
+    def answer(text: str) -> None:
+        result = lake.query(text)
+        if args.format == "table":
+            out = lake_sql.render_table(result, max_rows=args.max_rows)
+            if args.out:
+                Path(args.out).write_text(out + "\n", encoding="utf-8")
+            else:
+                echo(out)
+        elif args.format == "csv":
+            lake_sql.write_csv(result, args.out or sys.stdout)
+        else:
+            lake_sql.write_parquet(result, args.out)
+        if args.out:
+            echo(f"{result.table.num_rows:,} rows written to {args.out} ({result.engine}, {result.seconds:.2f} s)")
+
+    try:
+        if args.query:
+            answer(args.query)
+            return 0
+        if not sys.stdin.isatty():
+            answer(sys.stdin.read())
+            return 0
+        echo(f"LearnTrack lake SQL ({lake.engine}) on {settings.lake_uri}: end a statement with ';', "
+             f"\\d lists tables, \\q quits")
+        buffer: list[str] = []
+        while True:
+            try:
+                line = input("lake> " if not buffer else "  ...> ")
+            except EOFError:
+                return 0
+            if not buffer and line.strip() in ("\\q", "quit", "exit"):
+                return 0
+            if not buffer and line.strip() == "\\d":
+                for name, grain, exists in lake_sql.describe(settings):
+                    echo(f"  {name:<38} {exists:<8} {grain}")
+                continue
+            buffer.append(line)
+            if line.rstrip().endswith(";"):
+                try:
+                    answer("\n".join(buffer))
+                except lake_sql.LakeSQLError as exc:
+                    _error(str(exc))
+                buffer.clear()
+    except lake_sql.LakeSQLError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        lake.close()
 
 
 def cmd_summary(args, settings: Settings) -> int:
@@ -543,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("step", nargs="?", choices=["load", "run", "status", "reset"],
                    help="seed-day: load (resumable, in parts), run (resumable, stage by stage), status, reset")
     b.add_argument("--parts", type=int, default=None, help="seed-day load: at most this many parts now")
+    b.add_argument("--max-minutes", type=float, default=None, help="seed-day run: start no stage after this")
     b.add_argument("--rows", type=int, default=20_000, help="serving: students, Cassandra rows and Neo4j accesses")
     b.add_argument("--activities", type=int, default=1_000_000)
     b.add_argument("--queries", type=int, default=200)
@@ -563,6 +622,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="days that already have a run: skip, rerun if failed, or rerun (default)")
     bf.add_argument("--backwards", action="store_true", help="newest day first")
     bf.set_defaults(func=cmd_backfill)
+
+    q = sub.add_parser("sql", help="SQL on the lake by table name (gold.course_daily_engagement ...); "
+                                   "no query: interactive shell")
+    q.add_argument("query", nargs="?", help="e.g. \"SELECT * FROM gold.course_daily_engagement VERSION AS OF 2\"")
+    q.add_argument("--engine", choices=["auto", "duckdb", "spark"], default="auto",
+                   help="auto: DuckDB for a local lake, Spark SQL for object-store URIs")
+    q.add_argument("--format", choices=["table", "csv", "parquet"], default="table")
+    q.add_argument("--out", help="write the result to this file instead of the terminal")
+    q.add_argument("--max-rows", type=int, default=100, help="table format: rows shown")
+    q.set_defaults(func=cmd_sql)
 
     s = sub.add_parser("summary", help="print what landed in each store")
     s.add_argument("--date", type=_date, required=True)

@@ -187,8 +187,9 @@ def _state_path(base: Settings) -> Path:
     return Path(base.home).parent / "run-state.json"
 
 
-def run(settings: Settings, echo: Echo = print, namespace: str = NAMESPACE) -> dict:
-    """Every stage of the daily chain for the day, resuming after the last finished stage."""
+def run(settings: Settings, echo: Echo = print, namespace: str = NAMESPACE, max_minutes: float | None = None) -> dict:
+    """Every stage of the daily chain for the day, resuming after the last finished stage. With
+    ``max_minutes``, no stage starts after that budget (a stage is never cut: its time stays clean)."""
     from lake.spark import spark_session
     from lake.tables import BRONZE_ACTIVITIES
     from learntrack import pipeline
@@ -217,17 +218,28 @@ def run(settings: Settings, echo: Echo = print, namespace: str = NAMESPACE) -> d
         t0 = time.perf_counter()
         spark_session(base)
         echo(f"  SparkSession started in {time.perf_counter() - t0:.1f} s")
-        pipeline.run_chain(base, interval, done=state["results"], on_stage=finished,
-                           options={"extract_bronze": {"progress": lambda m: echo(f"    {m}")}})
+        for stage in pipeline.DAILY:
+            if stage.name in state["results"]:
+                continue
+            if max_minutes is not None and time.perf_counter() - t0 > max_minutes * 60:
+                echo(f"  stopping before {stage.name}: the {max_minutes} min budget of this call is spent "
+                     f"(`learntrack bench seed-day run` goes on from here)")
+                break
+            pipeline.run_chain(base, interval, chain=(stage,), done=state["results"], on_stage=finished,
+                               options={"extract_bronze": {"progress": lambda m: echo(f"    {m}")}})
     peaks = state.setdefault("peak_memory_mb", {})
     peaks["machine_used"] = round(max(peaks.get("machine_used", 0), sampler.peak_used_mb))
     peaks["pipeline_tree"] = round(max(peaks.get("pipeline_tree", 0), sampler.peak_tree_mb))
     peaks["machine_used_at_start"] = round(sampler.start_used_mb)
     path.write_text(json.dumps(state, default=str))
+    if "extract_bronze" not in state["results"]:
+        return {"day": DAY.isoformat(), "seconds": state["seconds"]}
     extracted = next(e["extracted"] for e in state["results"]["extract_bronze"]["sources"]
                      if e["table"] == BRONZE_ACTIVITIES.qualified)
     total = sum(state["seconds"].values())
-    echo(f"\nSeed-scale day {DAY} ({machine()}): {extracted:,} activities")
+    left = [s.name for s in pipeline.DAILY if s.name not in state["results"]]
+    echo(f"\nSeed-scale day {DAY} ({machine()}): {extracted:,} activities"
+         + (f"; stages not run yet: {', '.join(left)}" if left else "; every stage done"))
     for name, secs in state["seconds"].items():
         echo(f"  {name:<18} {secs:8.1f} s  {extracted / max(secs, 1e-9):>10,.0f} rows/s")
     echo(f"  {'total':<18} {total:8.1f} s  ({total / 60:.1f} min)")
