@@ -361,3 +361,100 @@ def assert_engagement_equal(spark, settings, exp, run_day: dt.date):
             assert student_rows[(day, student)]["segment"] == segment, (day, student)
         segments_seen |= set(segments.values())
     assert {"active", "highly_engaged"} <= segments_seen, segments_seen
+
+
+# ------------------------------------------------------------------------------ analysts' questions
+def expected_analyses(exp, settings, run_day: dt.date) -> dict[str, list[tuple]]:
+    """The questions of docs/analysts.md answered from the source documents, rows in each query's
+    order. ``at_risk_movement`` folds 'active'/'highly_engaged' of the day before into 'engaged'
+    (that split rests on a percentile of stored scores; the at-risk segments do not)."""
+    extracted = exp["extracted"]
+    out: dict[str, list[tuple]] = {}
+
+    weekly = defaultdict(set)
+    for d in extracted:
+        day = d["event_time"].date()
+        weekly[(day - dt.timedelta(days=day.weekday()), d["course_id"])].add(d["student_id"])
+    out["weekly_active_learners"] = sorted(((w, c, len(s)) for (w, c), s in weekly.items()),
+                                           key=lambda r: (r[0], -r[2], r[1]))
+
+    dropoff = defaultdict(int)
+    for d in extracted:
+        if d["event_type"] == "video_pause" and d["duration_s"] > 0:
+            dropoff[min(9, math.floor(d["position_s"] / d["duration_s"] * 10)) * 10] += 1
+    out["video_dropoff"] = sorted(dropoff.items())
+
+    quiz = defaultdict(list)
+    for d in extracted:
+        if d["event_type"] == "quiz_attempt":
+            quiz[d["event_time"].date()].append(d["score"] >= exp["passing"][(d["course_id"], d["item_id"])])
+    out["quiz_pass_rate_trend"] = [(day, len(v), sum(v) / len(v)) for day, v in sorted(quiz.items())]
+
+    out["completion_funnel"] = sorted(
+        ((c, f["enrolled"], f["started"], f["half_completed"], f["completed"], round(f["completed"] / f["enrolled"], 3))
+         for c, f in exp["funnel"].items()), key=lambda r: (-r[1], r[0]))
+
+    def segments(day):
+        scores = defaultdict(float)
+        for (student, _course), score in engagement_scores(extracted, settings, day).items():
+            scores[student] += score
+        return expected_segments(extracted, settings, day, scores, exp["passing"])
+
+    today, before = segments(run_day), segments(run_day - dt.timedelta(days=1))
+    fold = {"active": "engaged", "highly_engaged": "engaged"}
+    movement = defaultdict(int)
+    for student, segment in today.items():
+        if segment in ("struggling", "disengaging"):
+            movement[(segment, fold.get(before.get(student, "(new)"), before.get(student, "(new)")))] += 1
+    out["at_risk_movement"] = sorted(((s, p, n) for (s, p), n in movement.items()), key=lambda r: (-r[2], r[0], r[1]))
+
+    region = {d["event_id"]: d["region"] for d in extracted if d["event_type"] == "login"}
+    pairs, pair_students = defaultdict(int), defaultdict(set)
+    for student, first, second in exp["pairs"]:
+        key = tuple(sorted((region[first], region[second])))
+        pairs[key] += 1
+        pair_students[key].add(student)
+    out["multi_region_pairs"] = sorted(((a, b, n, len(pair_students[(a, b)])) for (a, b), n in pairs.items()),
+                                       key=lambda r: (-r[2], r[0], r[1]))
+
+    top = []
+    for day in sorted({k[0] for k in exp["cassandra"]}):
+        ranked = sorted(((c, row) for (d, c), row in exp["cassandra"].items() if d == day),
+                        key=lambda cr: (-cr[1]["video_watch_seconds"], cr[0]))[:3]
+        top += [(day, c, row["video_watch_seconds"], row["active_learners"]) for c, row in ranked]
+    out["top_courses_by_watch_time"] = top
+
+    devices, device_students = defaultdict(int), defaultdict(set)
+    for d in extracted:
+        if d["event_type"] == "login":
+            devices[(d["region"], d["device"])] += 1
+            device_students[(d["region"], d["device"])].add(d["student_id"])
+    out["login_devices_by_region"] = sorted(((r, dv, n, len(device_students[(r, dv)])) for (r, dv), n in devices.items()),
+                                            key=lambda x: (x[0], -x[2], x[1]))
+
+    status = defaultdict(lambda: {"completed": 0, "in_progress": 0, "not_started": 0, "pct": []})
+    for (_student, course), p in exp["progress"].items():
+        status[course][p["status"]] += 1
+        status[course]["pct"].append(p["completion_pct"])
+    out["course_progress_status"] = [(c, s["completed"], s["in_progress"], s["not_started"], sum(s["pct"]) / len(s["pct"]))
+                                     for c, s in sorted(status.items())]
+
+    rules = defaultdict(int)
+    for rule in exp["quarantined"].values():
+        rules[rule] += 1
+    out["quarantine_by_rule"] = sorted(rules.items(), key=lambda r: (-r[1], r[0]))
+    return out
+
+
+def assert_rows_equal(name: str, got: list[tuple], want: list[tuple]) -> None:
+    """Same rows in the same order; floats to a relative 1e-9 (sums of doubles in another order)."""
+    import pytest
+
+    assert len(got) == len(want), (name, got, want)
+    for g, w in zip(got, want):
+        assert len(g) == len(w), (name, g, w)
+        for x, y in zip(g, w):
+            if isinstance(y, float) and not isinstance(x, str):
+                assert float(x) == pytest.approx(y, rel=1e-9), (name, g, w)
+            else:
+                assert x == y, (name, g, w)

@@ -128,3 +128,41 @@ def test_a_failing_gate_publishes_nothing_and_keeps_a_readable_report(pipeline_w
     assert kept.where("score < 0").count() > 0
     report = bad.home_path / "quality" / Interval.for_day(RUN_DAY).batch_id / "gold.student_course_engagement.html"
     assert "FAILED" in report.read_text()
+
+
+def analyst_queries() -> dict[str, str]:
+    """The SQL blocks of docs/analysts.md, by the name on their first line."""
+    import re
+
+    from learntrack.settings import PROJECT_ROOT
+
+    text = (PROJECT_ROOT / "docs" / "analysts.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", text, re.S)
+    return {b.splitlines()[0].removeprefix("-- ").strip(): b for b in blocks}
+
+
+def test_every_analyst_question_in_the_docs_answers_as_the_source_documents_do(pipeline_world):
+    """docs/analysts.md's queries, run as written through `learntrack sql`'s engine on the DAG's lake."""
+    from lake.sql import LakeSQL
+    from oracle import assert_rows_equal, expected_analyses
+
+    settings, data = pipeline_world
+    want = expected_analyses(expected_results(data, settings), settings, RUN_DAY)
+    queries = analyst_queries()
+    assert set(queries) == set(want) and len(queries) >= 8  # every documented question is checked
+    lake = LakeSQL(settings)
+    try:
+        for name, sql in queries.items():
+            got = lake.query(sql).rows()
+            if name == "at_risk_movement":
+                fold = {"active": "engaged", "highly_engaged": "engaged"}
+                merged: dict[tuple, int] = {}
+                for segment, previous, n in got:
+                    key = (segment, fold.get(previous, previous))
+                    merged[key] = merged.get(key, 0) + n
+                got = sorted(((s, p, n) for (s, p), n in merged.items()), key=lambda r: (-r[2], r[0], r[1]))
+            assert got or name in ("at_risk_movement", "multi_region_pairs"), f"{name}: no rows to compare"
+            assert_rows_equal(name, got, want[name])
+        assert want["multi_region_pairs"] and want["quarantine_by_rule"] and want["top_courses_by_watch_time"]
+    finally:
+        lake.close()
