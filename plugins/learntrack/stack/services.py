@@ -285,6 +285,15 @@ def install_spark_jars(settings: Settings) -> None:
     run_install_script("spark-jars", RESOURCES / "spark" / "install.sh", settings.jars_dir)
 
 
+def install_compose_validator(settings: Settings) -> None:
+    """``docker-compose`` (Debian's 1.29) validates docker/docker-compose.yml without a Docker
+    engine (tests/docker/test_compose.py)."""
+    if shutil.which("docker-compose"):
+        print("compose-validator: already installed", flush=True)
+        return
+    _apt_install("compose-validator", "docker-compose")
+
+
 # The dashboards' schema check (tests/docker): @grafana/schema and typescript, pinned by the folder's
 # package-lock.json, installed into its node_modules. Skipped when the lock file is unchanged since the
 # last install (npm ci would wipe and reinstall node_modules every time).
