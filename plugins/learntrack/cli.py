@@ -139,12 +139,12 @@ def cmd_stack(args, settings: Settings) -> int:
 
 
 def _print_status(statuses) -> None:
-    echo(f"{'service':<10} {'state':<20} {'pid':>7} {'port':>6} {'rss MB':>7}  log")
+    echo(f"{'service':<12} {'state':<20} {'pid':>7} {'port':>6} {'rss MB':>7}  log")
     for s in statuses:
         rss = f"{s.rss_mb:.0f}" if s.rss_mb else "-"
-        echo(f"{s.name:<10} {s.state:<20} {s.pid or '-':>7} {s.port:>6} {rss:>7}  {s.log_file}")
+        echo(f"{s.name:<12} {s.state:<20} {s.pid or '-':>7} {s.port:>6} {rss:>7}  {s.log_file}")
     total = sum(s.rss_mb or 0 for s in statuses)
-    echo(f"{'total':<10} {'':<20} {'':>7} {'':>6} {total:>7.0f}")
+    echo(f"{'total':<12} {'':<20} {'':>7} {'':>6} {total:>7.0f}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -149,6 +149,13 @@ class Settings:
     redis_port: int = 6379
     cassandra_storage_port: int = 7000
     neo4j_bolt_port: int = 7687
+    # Optional Spark standalone cluster on loopback (`learntrack stack up spark-master spark-worker`);
+    # point the jobs at it with LEARNTRACK_SPARK_MASTER=spark://127.0.0.1:7077.
+    spark_master_port: int = 7077
+    spark_master_ui_port: int = 8070
+    spark_worker_ui_port: int = 8071
+    spark_worker_cores: int = 2
+    spark_worker_memory: str = "4g"
     stack_start_timeout_s: int = 180
 
     def __post_init__(self):

@@ -24,6 +24,25 @@ def reset_namespaces(settings) -> None:
     neo4j_sink.clear_namespace(settings)
 
 
+#: When a row was extracted: differs between any two runs that extract the same documents.
+LINEAGE = ("extracted_at",)
+
+
+def lake_rows(settings, spark, skip: tuple[str, ...] = LINEAGE) -> dict[str, list[str]]:
+    """Every data table's rows, sorted, without the ``skip`` columns: what two runs over the same
+    source must agree on."""
+    from lake.delta import read_table
+    from lake.tables import DATA_TABLES
+
+    out = {}
+    for table in DATA_TABLES:
+        columns = [c for c in table.column_names if c not in skip]
+        rows = read_table(spark, table, settings.lake_uri).select(*columns).collect()
+        out[table.qualified] = sorted(repr([sorted(v.items()) if isinstance(v, dict) else v for v in r])
+                                      for r in rows)
+    return out
+
+
 def snapshot(settings, spark):
     from cassandra.cluster import Cluster
 

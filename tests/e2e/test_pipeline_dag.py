@@ -166,3 +166,32 @@ def test_every_analyst_question_in_the_docs_answers_as_the_source_documents_do(p
         assert want["multi_region_pairs"] and want["quarantine_by_rule"] and want["top_courses_by_watch_time"]
     finally:
         lake.close()
+
+
+def test_the_same_run_on_a_spark_standalone_cluster_builds_the_same_lake(pipeline_world, spark):
+    """Only LEARNTRACK_SPARK_MASTER changes: the DAG run on the local standalone cluster
+    (`learntrack stack up spark-master spark-worker`) writes the lake the local[2] run wrote."""
+    import shutil
+
+    from learntrack.cli import run_dag
+    from learntrack.stack.manager import StackManager
+    from learntrack.stack.services import spark_master_state
+    from stores import lake_rows
+
+    settings, _ = pipeline_world
+    manager = StackManager(settings, echo=lambda m: None)
+    manager.up(["spark-master", "spark-worker"])
+    try:
+        cluster = settings.with_overrides(spark_master=f"spark://{settings.stack_host}:{settings.spark_master_port}",
+                                          lake_root=str(settings.home_path / "cluster-lake"))
+        shutil.rmtree(cluster.lake_uri, ignore_errors=True)
+        before = {a["id"] for a in spark_master_state(settings)["completedapps"]}
+        run_dag(cluster, RUN_DAY)
+        ran = [a for a in spark_master_state(settings)["completedapps"] if a["id"] not in before]
+        assert ran, "the run did not execute on the cluster"
+        local, on_cluster = lake_rows(settings, spark), lake_rows(cluster, spark)
+        assert on_cluster["silver.activities"] and on_cluster["gold.course_daily_engagement"]
+        for table, rows in local.items():
+            assert on_cluster[table] == rows, f"{table} differs between local[2] and the cluster"
+    finally:
+        manager.down(["spark-worker", "spark-master"])

@@ -60,16 +60,9 @@ def run_stages(settings, store: Path, fail_at: str = "") -> subprocess.Completed
 
 def state(settings, spark) -> dict:
     """The lake's data tables without extraction times, and every sink."""
-    from lake.delta import read_table
-    from lake.tables import DATA_TABLES
-    from stores import snapshot
+    from stores import lake_rows, snapshot
 
-    snap = snapshot(settings, spark)
-    for table in DATA_TABLES:
-        columns = [c for c in table.column_names if c not in LINEAGE]
-        rows = read_table(spark, table, settings.lake_uri).select(*columns).collect()
-        snap[table.qualified] = sorted(repr([sorted(v.items()) if isinstance(v, dict) else v for v in r])
-                                       for r in rows)
+    snap = {**snapshot(settings, spark), **lake_rows(settings, spark, tuple(LINEAGE))}
     snap["redis"] = {k.split(":", 1)[1]: v for k, v in snap["redis"].items()}
     return snap
 

@@ -44,6 +44,9 @@ class Service:
     run_as: Callable[[Settings], str | None] = lambda settings: None  # OS user (PostgreSQL refuses root)
     env: Callable[[Settings, Path], dict[str, str]] = lambda settings, state: {}
     stop_signal: int = signal.SIGTERM
+    #: Started only when named (`stack up spark-master spark-worker`); a plain status or down
+    #: includes it while it runs.
+    optional: bool = False
 
     def state_dir(self, settings: Settings) -> Path:
         return settings.stack_dir / self.name
@@ -212,7 +215,7 @@ class StackManager:
         return self.status([s.name for s in selected])
 
     def down(self, names: Iterable[str] | None = None) -> None:
-        for svc in reversed(self._select(names)):
+        for svc in reversed(self._select(names, running_optional=True)):
             pid = self.owned_pid(svc)
             if not pid:
                 self.echo(f"  {svc.name}: not running")
@@ -231,7 +234,7 @@ class StackManager:
 
     def status(self, names: Iterable[str] | None = None) -> list[ServiceStatus]:
         out = []
-        for svc in self._select(names):
+        for svc in self._select(names, running_optional=True):
             pid = self.owned_pid(svc)
             port = svc.port(self.settings)
             if pid:
@@ -247,9 +250,11 @@ class StackManager:
         return out
 
     # ---------------------------------------------------------------------------------------
-    def _select(self, names: Iterable[str] | None) -> list[Service]:
+    def _select(self, names: Iterable[str] | None, running_optional: bool = False) -> list[Service]:
+        """The named services; none named: every service but the optional ones (those too while
+        they run, with ``running_optional``)."""
         if not names:
-            return list(self.services)
+            return [s for s in self.services if not s.optional or (running_optional and self.owned_pid(s))]
         wanted = list(names)
         known = {s.name: s for s in self.services}
         unknown = [n for n in wanted if n not in known]

@@ -6,6 +6,7 @@ README with measured figures). Everything listens on ``settings.stack_host`` (lo
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -264,6 +265,49 @@ def _neo4j_ready(settings: Settings) -> None:
 
 
 
+# ------------------------------------------------------------------------ spark (optional)
+# A standalone master and worker from the venv's own pyspark (`spark-class`): the same Spark and
+# the same Python as the driver. Not started by a plain `stack up` (the jobs default to local[2]).
+def _spark_class() -> str:
+    return str(Path(sys.executable).with_name("spark-class"))
+
+
+def _spark_env(settings: Settings, state: Path) -> dict[str, str]:
+    return {"SPARK_LOCAL_IP": settings.stack_host, "SPARK_LOG_DIR": str(state), "SPARK_WORKER_DIR": str(state / "work"),
+            "PYSPARK_PYTHON": sys.executable}
+
+
+def _spark_master_command(settings: Settings, state: Path) -> list[str]:
+    return [_spark_class(), "org.apache.spark.deploy.master.Master", "--host", settings.stack_host,
+            "--port", str(settings.spark_master_port), "--webui-port", str(settings.spark_master_ui_port)]
+
+
+def _spark_worker_command(settings: Settings, state: Path) -> list[str]:
+    return [_spark_class(), "org.apache.spark.deploy.worker.Worker",
+            f"spark://{settings.stack_host}:{settings.spark_master_port}", "--host", settings.stack_host,
+            "--cores", str(settings.spark_worker_cores), "--memory", settings.spark_worker_memory,
+            "--webui-port", str(settings.spark_worker_ui_port), "--work-dir", str(state / "work")]
+
+
+def spark_master_state(settings: Settings) -> dict:
+    """The master's own JSON view (workers, running and completed applications)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{settings.stack_host}:{settings.spark_master_ui_port}/json/",
+                                timeout=3) as resp:
+        return json.loads(resp.read())
+
+
+def _spark_master_ready(settings: Settings) -> None:
+    spark_master_state(settings)
+
+
+def _spark_worker_ready(settings: Settings) -> None:
+    alive = [w for w in spark_master_state(settings).get("workers", []) if w.get("state") == "ALIVE"]
+    if not alive:
+        raise ConnectionError("no worker registered with the Spark master yet")
+
+
 def all_services(settings: Settings | None = None) -> list[Service]:
     postgres = [Service("postgres", lambda s: s.postgres_port, _pg_install, _pg_prepare, _pg_command, _pg_ready,
                         run_as=_pg_user, stop_signal=signal.SIGINT)]  # SIGINT: PostgreSQL's fast shutdown
@@ -278,6 +322,10 @@ def all_services(settings: Settings | None = None) -> list[Service]:
                 _cassandra_command, _cassandra_ready, needs_java=True),
         Service("neo4j", lambda s: s.neo4j_bolt_port, _install_with_script("neo4j"), _no_prepare,
                 _neo4j_command, _neo4j_ready, needs_java=True),
+        Service("spark-master", lambda s: s.spark_master_port, lambda s: None, _no_prepare, _spark_master_command,
+                _spark_master_ready, needs_java=True, env=_spark_env, optional=True),
+        Service("spark-worker", lambda s: s.spark_worker_ui_port, lambda s: None, _no_prepare, _spark_worker_command,
+                _spark_worker_ready, needs_java=True, after=("spark-master",), env=_spark_env, optional=True),
     ]
 
 
