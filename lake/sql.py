@@ -81,6 +81,7 @@ class LakeSQL:
         if self.engine not in ("duckdb", "spark"):
             raise LakeSQLError(f"unknown engine {engine!r} (duckdb, spark or auto)")
         self._con = None
+        self._spark = None
         self._views: set[str] = set()
 
     # ----------------------------------------------------------------------------- DuckDB
@@ -150,7 +151,9 @@ class LakeSQL:
 
         from lake.spark import spark_session
 
-        spark = spark_session(self.settings, app_name="learntrack-sql")
+        if self._spark is None:
+            self._spark = spark_session(self.settings, app_name="learntrack-sql")
+        spark = self._spark
         for table in referenced_tables(sql):
             if table.qualified in self._views:
                 continue

@@ -289,6 +289,13 @@ def cmd_bench(args, settings: Settings) -> int:
         else:
             seed_day.status(settings, echo=echo)
             return 0
+    elif args.target == "sql":
+        from learntrack.sql_bench import bench_sql
+
+        if args.lake:
+            settings = settings.with_overrides(lake_root=args.lake)
+        echo(f"Benchmark: docs/analysts.md's queries in DuckDB and Spark SQL on {settings.lake_uri}")
+        result = bench_sql(settings, echo=echo)
     elif args.target == "lake":
         from learntrack.lake_bench import bench_lake
 
@@ -313,7 +320,7 @@ def cmd_bench(args, settings: Settings) -> int:
              f"({redact_uri(settings.mongo_uri)})")
         result = bench_mongo(settings, args.activities, queries=args.queries, keep=args.keep, echo=echo)
         echo(json.dumps(result, indent=1))
-    size = args.step if args.target == "seed-day" else args.activities
+    size = args.step if args.target == "seed-day" else "lake" if args.target == "sql" else args.activities
     out = settings.home_path / "benchmarks" / f"{args.target}-{size}-{int(time.time())}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=str))
@@ -597,11 +604,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_mongo)
 
     b = sub.add_parser("bench", help="on-demand benchmarks (print figures, not part of the tests)")
-    b.add_argument("target", choices=["mongo", "lake", "extract", "serving", "seed-day"])
+    b.add_argument("target", choices=["mongo", "lake", "extract", "serving", "seed-day", "sql"])
     b.add_argument("step", nargs="?", choices=["load", "run", "status", "reset"],
                    help="seed-day: load (resumable, in parts), run (resumable, stage by stage), status, reset")
     b.add_argument("--parts", type=int, default=None, help="seed-day load: at most this many parts now")
     b.add_argument("--max-minutes", type=float, default=None, help="seed-day run: start no stage after this")
+    b.add_argument("--lake", help="sql: the lake to query (default: the settings' lake)")
     b.add_argument("--rows", type=int, default=20_000, help="serving: students, Cassandra rows and Neo4j accesses")
     b.add_argument("--activities", type=int, default=1_000_000)
     b.add_argument("--queries", type=int, default=200)

@@ -130,27 +130,18 @@ def test_a_failing_gate_publishes_nothing_and_keeps_a_readable_report(pipeline_w
     assert "FAILED" in report.read_text()
 
 
-def analyst_queries() -> dict[str, str]:
-    """The SQL blocks of docs/analysts.md, by the name on their first line."""
-    import re
-
-    from learntrack.settings import PROJECT_ROOT
-
-    text = (PROJECT_ROOT / "docs" / "analysts.md").read_text()
-    blocks = re.findall(r"```sql\n(.*?)```", text, re.S)
-    return {b.splitlines()[0].removeprefix("-- ").strip(): b for b in blocks}
-
-
 def test_every_analyst_question_in_the_docs_answers_as_the_source_documents_do(pipeline_world):
-    """docs/analysts.md's queries, run as written through `learntrack sql`'s engine on the DAG's lake."""
+    """docs/analysts.md's queries, run as written through `learntrack sql` on the DAG's lake: DuckDB's
+    answers against the source documents, Spark SQL's against DuckDB's."""
     from lake.sql import LakeSQL
+    from learntrack.sql_bench import analyst_queries, same_rows
     from oracle import assert_rows_equal, expected_analyses
 
     settings, data = pipeline_world
     want = expected_analyses(expected_results(data, settings), settings, RUN_DAY)
     queries = analyst_queries()
     assert set(queries) == set(want) and len(queries) >= 8  # every documented question is checked
-    lake = LakeSQL(settings)
+    lake, on_spark = LakeSQL(settings), LakeSQL(settings, "spark")
     try:
         for name, sql in queries.items():
             got = lake.query(sql).rows()
@@ -163,9 +154,11 @@ def test_every_analyst_question_in_the_docs_answers_as_the_source_documents_do(p
                 got = sorted(((s, p, n) for (s, p), n in merged.items()), key=lambda r: (-r[2], r[0], r[1]))
             assert got or name in ("at_risk_movement", "multi_region_pairs"), f"{name}: no rows to compare"
             assert_rows_equal(name, got, want[name])
+            assert same_rows(lake.query(sql).rows(), on_spark.query(sql).rows()), f"{name}: Spark SQL answers otherwise"
         assert want["multi_region_pairs"] and want["quarantine_by_rule"] and want["top_courses_by_watch_time"]
     finally:
         lake.close()
+        on_spark.close()
 
 
 def test_the_same_run_on_a_spark_standalone_cluster_builds_the_same_lake(pipeline_world, spark):
