@@ -51,7 +51,8 @@ def bench_settings(settings: Settings, namespace: str = NAMESPACE) -> Settings:
     return settings.with_overrides(mongo_db=namespace, cassandra_keyspace=namespace, redis_prefix=namespace,
                                    neo4j_namespace=namespace, home=str(root / "home"),
                                    lake_root=str(root / "lake"), spark_jars_dir=str(settings.jars_dir),
-                                   extract_first_day=DAY.isoformat())
+                                   # every source starts there: the profiles were written 30 days before the day
+                                   extract_first_day=(DAY - dt.timedelta(days=31)).isoformat())
 
 
 def seed_params(students: int = STUDENTS, courses: int = COURSES, activities: int = ACTIVITIES):
