@@ -9,8 +9,10 @@ Two engines, one result shape (an Arrow table):
   delta-rs (``deltalake``), i.e. the committed Delta snapshot Spark would see, without a JVM.
   Only the tables a query names are opened. Measured in docs/benchmarks.md ("SQL engines").
 - **Spark SQL** (the fallback for URIs the DuckDB path is not configured for: ``s3a://``,
-  ``abfss://``; or ``--engine spark``): the same names, as tables of the session catalog over the
-  Delta paths, with Spark's own ``VERSION AS OF``.
+  ``abfss://``; or ``--engine spark``): the same names, rewritten to Delta path references
+  (``delta.`<path>```) so that no session-catalog entry can point at another lake, with Spark's own
+  ``VERSION AS OF``. Qualify columns by an alias (``FROM gold.x AS g ... g.col``), not by the
+  table name.
 """
 
 from __future__ import annotations
@@ -154,17 +156,23 @@ class LakeSQL:
         if self._spark is None:
             self._spark = spark_session(self.settings, app_name="learntrack-sql")
         spark = self._spark
+        # Names become path references in the query text, not session-catalog tables: the catalog
+        # outlives this connection (one SparkSession per process), so a `gold.x` registered there for
+        # another lake would answer this one's query.
         for table in referenced_tables(sql):
-            if table.qualified in self._views:
-                continue
-            path = table.path(self.lake)
-            spark.sql(f"CREATE DATABASE IF NOT EXISTS {table.layer}")
-            try:
-                spark.sql(f"CREATE TABLE IF NOT EXISTS {table.qualified} USING delta LOCATION '{path}'")
-            except PySparkException as exc:
-                raise LakeSQLError(f"{table.qualified} has not been written yet in the lake at {self.lake} "
-                                   f"(run the pipeline first): {str(exc).splitlines()[0]}") from None
-            self._views.add(table.qualified)
+            if table.qualified not in self._views:
+                from delta.tables import DeltaTable
+
+                if not DeltaTable.isDeltaTable(spark, table.path(self.lake)):
+                    raise LakeSQLError(f"{table.qualified} has not been written yet in the lake at {self.lake} "
+                                       f"(run the pipeline first)")
+                self._views.add(table.qualified)
+
+        def by_path(match: re.Match) -> str:
+            table = referenced_tables(match.group(0))[0]
+            return "delta.`" + table.path(self.lake).replace("`", "``") + "`"
+
+        sql = _TABLE_REF.sub(by_path, sql)
         try:
             return spark.sql(sql).toArrow()
         except PySparkException as exc:

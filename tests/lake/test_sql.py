@@ -144,3 +144,24 @@ def test_cli_prints_an_aligned_table_and_writes_csv_and_parquet(lake, tmp_path, 
     assert cli.main(["sql", "--format", "parquet", query]) == 2  # parquet needs a file
     assert cli.main(["sql", "SELECT * FROM gold.nope"]) == 2
     assert "no table gold.nope" in capsys.readouterr().err
+
+
+def test_spark_follows_the_lake_it_is_given_when_the_session_already_knows_the_names(lake, spark, base_settings,
+                                                                                      tmp_path):
+    """The session catalog outlives one LakeSQL: a second lake read in the same session must not be
+    answered from the first lake's table of the same name (found by CI, where the e2e suite had
+    registered gold.course_daily_engagement on its own lake first)."""
+    settings, _, v2 = lake
+    first = lake_sql.LakeSQL(settings, "spark")
+    _close(first.query(TOTALS.format(as_of="")).rows(), _expected(v2))
+    other = base_settings.with_overrides(lake_root=str(tmp_path / "lake"), home=str(tmp_path / "home"),
+                                         spark_jars_dir=str(base_settings.jars_dir))
+    ensure_table(spark, GOLD_COURSE_DAILY, other.lake_uri)
+    rows = _rows(DAY2, 3, seed=9)
+    replace_partitions(spark.createDataFrame(rows, GOLD_COURSE_DAILY.spark_schema()), GOLD_COURSE_DAILY,
+                       other.lake_uri, "event_date", [DAY2])
+    second = lake_sql.LakeSQL(other, "spark")
+    _close(second.query(TOTALS.format(as_of="")).rows(), _expected(rows))
+    _close(first.query(TOTALS.format(as_of="")).rows(), _expected(v2))
+    with pytest.raises(lake_sql.LakeSQLError, match="silver.activities has not been written yet"):
+        second.query("SELECT * FROM silver.activities")
