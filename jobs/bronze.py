@@ -28,13 +28,14 @@ class Source:
     collection: str
     table: Table
     watermark_field: str  # ingested_at for events, updated_at for profiles
-    bucket_field: str  # the UTC day of the watermark field, stamped by the write path
+    bucket_field: str  # the UTC day of the watermark field, stamped by the write path (counts)
+    slot_field: str  # its UTC 10-minute slot, stamped beside it (sorted reads)
 
 
 SOURCES = (
-    Source("activities", BRONZE_ACTIVITIES, "ingested_at", "ingest_day"),
-    Source("students", BRONZE_STUDENTS, "updated_at", "updated_day"),
-    Source("courses", BRONZE_COURSES, "updated_at", "updated_day"),
+    Source("activities", BRONZE_ACTIVITIES, "ingested_at", "ingest_day", "ingest_slot"),
+    Source("students", BRONZE_STUDENTS, "updated_at", "updated_day", "updated_slot"),
+    Source("courses", BRONZE_COURSES, "updated_at", "updated_day", "updated_slot"),
 )
 
 def bronze_state(spark, table: Table, lake_root: str, batch_id: str) -> tuple[tuple[dt.datetime, Any] | None, int]:
@@ -69,22 +70,21 @@ def _bson_order(value: Any) -> tuple:
     return rank.get(type(value), 99), value if not isinstance(value, (dict, list)) else str(value)
 
 
-def _buckets(collection, source: Source, watermark, upper: dt.datetime, first_day: str = "") -> list[str]:
-    """The day buckets that can hold documents after the watermark and up to ``upper``."""
-    from learntrack.mongo_ops import day_bucket
+def _slots(collection, source: Source, watermark, upper: dt.datetime, first_day: str = "") -> list[str]:
+    """The write slots that can hold documents after the watermark and up to ``upper``, oldest first."""
+    from learntrack.mongo_ops import slots_between
 
     if watermark is None and first_day:  # first run from a configured day (extract_first_day)
-        start = dt.date.fromisoformat(first_day)
+        start = dt.datetime.fromisoformat(first_day).replace(tzinfo=UTC)
     elif watermark is None:  # first run: from the oldest bucket in the collection
         first = collection.find_one({source.bucket_field: {"$type": "string"}}, {source.bucket_field: 1},
                                     sort=[(source.bucket_field, 1)])
         if first is None:
             return []
-        start = dt.date.fromisoformat(first[source.bucket_field])
+        start = dt.datetime.fromisoformat(first[source.bucket_field]).replace(tzinfo=UTC)
     else:
-        start = watermark[0].date()
-    end = dt.date.fromisoformat(day_bucket(upper))
-    return [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+        start = watermark[0]
+    return slots_between(start, upper) if start <= upper else []
 
 
 def _mongo_filter(field: str, watermark, upper: dt.datetime) -> dict:
@@ -207,7 +207,7 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
     upper = min(interval.end, now - dt.timedelta(seconds=settings.extract_safety_lag_s))
     flt = _mongo_filter(source.watermark_field, watermark, upper)
     collection = db[source.collection]
-    days = _buckets(collection, source, watermark, upper, settings.extract_first_day)
+    slots = _slots(collection, source, watermark, upper, settings.extract_first_day)
     schema = source.table.spark_schema()
     written = 0
     unreadable: list[str] = []
@@ -224,12 +224,14 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
                 progress(f"bronze.{source.table.name}: {written:,} rows committed")
 
     def new_documents() -> Iterator[dict]:
-        # One day bucket at a time, oldest first: an equality filter the server serves from an
-        # index, so a run reads what is new, never the collection's history. Only documents stamped
-        # with a bucket and a date watermark can match (docs/decisions.md, "extraction watermark").
-        for d in days:
+        # One write slot at a time, oldest first: an equality filter the server serves from an
+        # index, so a run reads what is new, never the collection's history, and a sort FerretDB
+        # does in memory stays the size of a slot. Only documents stamped with a slot and a date
+        # watermark can match (docs/decisions.md, "extraction watermark"); the count
+        # reconciliation below finds any other.
+        for slot in slots:
             yield from _after_watermark(
-                collection.find({source.bucket_field: d, **flt})
+                collection.find({source.slot_field: slot, **flt})
                 .sort([(source.watermark_field, 1), ("_id", 1)]).batch_size(settings.extract_batch_size),
                 source.watermark_field, watermark)
 

@@ -33,7 +33,7 @@ MAX_DOC_BYTES = 16 * 1024
 MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
 
 #: Fields the write path stamps (not part of the client's document: not counted in its size).
-WRITE_METADATA_FIELDS = ("_id", "ingested_at", "ingest_day")
+WRITE_METADATA_FIELDS = ("_id", "ingested_at", "ingest_day", "ingest_slot")
 #: Optional attributes: when present and not null they must have this type, whatever the event.
 STRING_FIELDS = ("item_id", "session_id", "device", "region", "country", "ip")
 NUMBER_FIELDS = ("position_s", "duration_s", "from_position_s", "score", "max_score")

@@ -85,8 +85,10 @@ class GeneratedData:
 
 
 # ------------------------------------------------------------------------------ entities
-def _day(t: dt.datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%d")
+def _buckets(t: dt.datetime, day_field: str = "updated_day", slot_field: str = "updated_slot") -> dict[str, str]:
+    from learntrack.mongo_ops import write_buckets
+
+    return write_buckets(t, day_field, slot_field)
 
 
 def _ms(t: dt.datetime) -> dt.datetime:
@@ -113,7 +115,7 @@ def course_doc(params: GenParams, c: int) -> dict:
             "difficulty_level": rng.choice(("beginner", "intermediate", "advanced")),
             "content": {"videos": videos, "quizzes": quizzes, "pdfs": pdfs},
             "total_duration_s": sum(v["duration_s"] for v in videos), "created_at": created, "updated_at": created,
-            "updated_day": _day(created)}
+            **_buckets(created)}
 
 
 class _Popularity:
@@ -139,7 +141,7 @@ def student_doc(params: GenParams, s: int, popularity: _Popularity) -> dict:
     return {"_id": f"s{s:07d}", "name": f"Student {s}", "email": f"student{s}@example.org",
             "phone": f"+1-555-{s % 10_000_000:07d}", "home_region": home, "country": home.split("-")[0].upper(),
             "subscription": rng.choice(("free", "free", "plus", "pro")), "enrolled_courses": enrolled,
-            "progress": {}, "created_at": created, "updated_at": created, "updated_day": _day(created)}
+            "progress": {}, "created_at": created, "updated_at": created, **_buckets(created)}
 
 
 def shared_ip(day: int) -> str:
@@ -182,7 +184,7 @@ class _Day:
             self.gen.truth["late_event_ids"].append(event_id)
         doc = {"_id": event_id, "event_id": event_id, "student_id": self.student["_id"], "course_id": course_id,
                "event_type": etype, "event_time": _ms(at), "ingested_at": _ms(at + delay),
-               "ingest_day": _day(at + delay)}
+               **_buckets(at + delay, "ingest_day", "ingest_slot")}
         doc.update(extra)
         self.events.append(doc)
         return doc
@@ -281,7 +283,8 @@ class _Day:
             out.append(doc)
             if p.duplicate_rate and rng.random() < p.duplicate_rate:
                 written = _ms(doc["ingested_at"] + dt.timedelta(seconds=rng.uniform(1, 120)))
-                dup = dict(doc, _id=_object_id(rng, doc["ingested_at"]), ingested_at=written, ingest_day=_day(written))
+                dup = dict(doc, _id=_object_id(rng, doc["ingested_at"]), ingested_at=written,
+                           **_buckets(written, "ingest_day", "ingest_slot"))
                 truth["duplicates"].append({"_id": str(dup["_id"]), "event_id": doc["event_id"]})
                 out.append(dup)
         return out

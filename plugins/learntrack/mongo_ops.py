@@ -22,11 +22,42 @@ DUPLICATE_KEY = 11000
 def day_bucket(ts: dt.datetime) -> str:
     """The UTC day of a write time, stored beside it (``ingest_day``/``updated_day``).
 
-    Incremental extraction reads one day bucket at a time with an equality filter, which every
+    Incremental extraction reads by an equality filter on a stamped bucket, which every
     MongoDB-compatible server serves from an index; a range filter on the timestamp alone is a
-    full scan on FerretDB. Write metadata is stamped by the write path on every document.
+    full scan on FerretDB. Write metadata is stamped by the write path on every document. The day
+    is what counts are reconciled by; the finer ``slot_bucket`` is what extraction reads by.
     """
     return ts.astimezone(dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+#: Width of the write-time slot (``ingest_slot``/``updated_slot``). A data-format constant, not a
+#: setting: it is stamped into every document, so changing it means re-stamping the collection.
+WRITE_SLOT_MINUTES = 10
+
+
+def slot_bucket(ts: dt.datetime) -> str:
+    """The UTC 10-minute slot of a write time (``2026-01-07T10:20``), stored beside it.
+
+    Extraction reads one slot at a time, sorted by (write time, _id). FerretDB pushes only the
+    equality on the bucket down to PostgreSQL and sorts what it gets back in memory, so the bucket
+    must stay small: a 7M-event day is ~50k documents per slot, against 10 GB of FerretDB memory
+    for the whole day bucket (docs/benchmarks.md, "Seed scale"). MongoDB serves it from the index.
+    """
+    ts = ts.astimezone(dt.timezone.utc)
+    return ts.replace(minute=ts.minute - ts.minute % WRITE_SLOT_MINUTES).strftime("%Y-%m-%dT%H:%M")
+
+
+def slots_between(first: dt.datetime, last: dt.datetime) -> list[str]:
+    """Every slot from the one holding ``first`` to the one holding ``last``, oldest first."""
+    step = dt.timedelta(minutes=WRITE_SLOT_MINUTES)
+    start = dt.datetime.fromisoformat(slot_bucket(first)).replace(tzinfo=dt.timezone.utc)
+    end = dt.datetime.fromisoformat(slot_bucket(last)).replace(tzinfo=dt.timezone.utc)
+    return [slot_bucket(start + i * step) for i in range(int((end - start) / step) + 1)]
+
+
+def write_buckets(ts: dt.datetime, day_field: str, slot_field: str) -> dict[str, str]:
+    """The bucket fields the write path stamps beside a write time."""
+    return {day_field: day_bucket(ts), slot_field: slot_bucket(ts)}
 
 
 def client(settings: Settings):
@@ -52,7 +83,8 @@ def database(settings: Settings, mongo_client=None):
 #: $jsonSchema for activities, enforced where the server supports validators (real MongoDB).
 ACTIVITY_SCHEMA = {
     "bsonType": "object",
-    "required": ["event_id", "student_id", "course_id", "event_type", "event_time", "ingested_at", "ingest_day"],
+    "required": ["event_id", "student_id", "course_id", "event_type", "event_time", "ingested_at", "ingest_day",
+                 "ingest_slot"],
     "properties": {
         "event_id": {"bsonType": "string", "maxLength": 64},
         "student_id": {"bsonType": "string", "maxLength": 64},
@@ -61,6 +93,7 @@ ACTIVITY_SCHEMA = {
         "event_time": {"bsonType": "date"},
         "ingested_at": {"bsonType": "date"},
         "ingest_day": {"bsonType": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+        "ingest_slot": {"bsonType": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]0$"},
         "position_s": {"bsonType": ["double", "int", "long"], "minimum": 0},
         "duration_s": {"bsonType": ["double", "int", "long"], "minimum": 0},
         "score": {"bsonType": ["double", "int", "long"], "minimum": 0},
@@ -108,9 +141,13 @@ def ensure_collections(db, validation_action: str = "warn") -> dict[str, str]:
 def ensure_indexes(db) -> None:
     """Create the indexes the query patterns and the extractor use (idempotent)."""
     db.activities.create_index([("student_id", 1), ("event_time", -1)], name="student_latest")
-    db.activities.create_index([("ingest_day", 1), ("ingested_at", 1), ("_id", 1)], name="ingest_bucket")
-    db.students.create_index([("updated_day", 1), ("updated_at", 1), ("_id", 1)], name="changes")
-    db.courses.create_index([("updated_day", 1), ("updated_at", 1), ("_id", 1)], name="changes")
+    for name, field, day, slot in WRITE_METADATA:
+        # The per-day counts extraction reconciles by (names kept from before slots existed: an
+        # index re-declared under another name is an error on MongoDB), and its sorted reads, one
+        # slot at a time.
+        db[name].create_index([(day, 1), (field, 1), ("_id", 1)],
+                              name="ingest_bucket" if name == "activities" else "changes")
+        db[name].create_index([(slot, 1), (field, 1), ("_id", 1)], name=f"{name}_by_slot")
     db.students.create_index([("email", 1)], name="email")
 
 
@@ -161,7 +198,7 @@ def insert_activities(db, docs: Iterable[Mapping[str, Any]], *, validate: bool =
         for doc in batch:
             if doc.get("ingested_at") is None:
                 doc["ingested_at"] = stamp
-            doc["ingest_day"] = day_bucket(doc["ingested_at"])
+            doc.update(write_buckets(doc["ingested_at"], "ingest_day", "ingest_slot"))
         failed: set[int] = set()
         try:
             res = db.activities.insert_many(batch, ordered=False)
@@ -217,9 +254,11 @@ def insert_raw(db, docs: list[dict]) -> int:
         return exc.details.get("nInserted", 0)
 
 
-#: (collection, write-time field, day-bucket field): what extraction reads each collection by.
-WRITE_METADATA = (("activities", "ingested_at", "ingest_day"), ("students", "updated_at", "updated_day"),
-                  ("courses", "updated_at", "updated_day"))
+#: (collection, write-time field, day-bucket field, slot-bucket field): what extraction reads each
+#: collection by.
+WRITE_METADATA = (("activities", "ingested_at", "ingest_day", "ingest_slot"),
+                  ("students", "updated_at", "updated_day", "updated_slot"),
+                  ("courses", "updated_at", "updated_day", "updated_slot"))
 
 
 def sweep_write_metadata(db, now: dt.datetime | None = None) -> dict[str, int]:
@@ -235,13 +274,20 @@ def sweep_write_metadata(db, now: dt.datetime | None = None) -> dict[str, int]:
 
     now = now or dt.datetime.now(dt.timezone.utc)
     stamped = {}
-    for name, field, day in WRITE_METADATA:
-        flt = {"$or": [{field: {"$not": {"$type": "date"}}}, {day: {"$not": {"$type": "string"}}}]}
+    for name, field, day, slot in WRITE_METADATA:
+        flt = {"$or": [{field: {"$not": {"$type": "date"}}}, {day: {"$not": {"$type": "string"}}},
+                       {slot: {"$not": {"$type": "string"}}}]}
         ops = []
-        for doc in db[name].find(flt, {field: 1}):
-            change = {field: now, day: day_bucket(now)}
-            if doc.get(field) is not None:
-                change[f"{field}_original"] = doc[field]
+        for doc in db[name].find(flt, {field: 1, day: 1}):
+            written = doc.get(field)
+            if isinstance(written, dt.datetime) and doc.get(day) == day_bucket(written):
+                # Only the slot is missing (a document from before slots existed): the write time
+                # stays, so a document already extracted is not extracted again.
+                change = {slot: slot_bucket(written)}
+            else:
+                change = {field: now, **write_buckets(now, day, slot)}
+                if written is not None:
+                    change[f"{field}_original"] = written
             ops.append(UpdateOne({"_id": doc["_id"]}, {"$set": change}))
         if ops:
             db[name].bulk_write(ops, ordered=False)
@@ -316,7 +362,7 @@ def update_profile(db, student_id: str, changes: Mapping[str, Any],
         raise ProfileError(f"invalid email {changes['email']!r}")
     update = dict(changes)
     update["updated_at"] = now or dt.datetime.now(dt.timezone.utc)
-    update["updated_day"] = day_bucket(update["updated_at"])
+    update.update(write_buckets(update["updated_at"], "updated_day", "updated_slot"))
     doc = db.students.find_one_and_update({"_id": student_id}, {"$set": update},
                                           return_document=ReturnDocument.AFTER)
     if doc is None:

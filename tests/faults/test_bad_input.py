@@ -9,6 +9,7 @@ from bson.datetime_ms import DatetimeMS
 from bson.int64 import Int64
 
 from learntrack.activity_model import Rule
+from learntrack.mongo_ops import write_buckets
 
 pytestmark = [pytest.mark.stack, pytest.mark.spark]
 
@@ -95,7 +96,8 @@ def corpus_lake(stack, fresh_lake):
     docs, refused = [], []
     for i, (name, doc, outcome) in enumerate(CORPUS):  # the case name is the document's _id
         written = WRITTEN + dt.timedelta(seconds=i)
-        full = {**doc, "_id": name, "ingested_at": written, "ingest_day": written.date().isoformat()}
+        full = {**doc, "_id": name, "ingested_at": written,
+                **write_buckets(written, "ingest_day", "ingest_slot")}
         (refused if outcome == REFUSED_BY_SERVER else docs).append(full)
     db.activities.insert_many(docs, ordered=True)
     for doc in refused:
@@ -105,7 +107,8 @@ def corpus_lake(stack, fresh_lake):
     db.courses.insert_one({"_id": "c1", "content": {"videos": [{"video_id": "v1", "duration_s": 600.0}],
                                                      "quizzes": [{"quiz_id": "q1", "max_score": 10.0,
                                                                   "passing_score": 6.0}], "pdfs": []},
-                           "updated_at": WRITTEN, "updated_day": DAY.isoformat()})
+                           "updated_at": WRITTEN,
+                           **write_buckets(WRITTEN, "updated_day", "updated_slot")})
     return settings, db
 
 

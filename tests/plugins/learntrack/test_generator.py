@@ -65,7 +65,7 @@ def test_malformed_and_duplicate_documents_match_their_ground_truth():
     clean = {d["event_id"]: d for d in data.activities if is_clean(d)}
     for oid, m in truth_dup.items():
         original = clean[m["event_id"]]
-        write_meta = ("_id", "ingested_at", "ingest_day")
+        write_meta = ("_id", "ingested_at", "ingest_day", "ingest_slot")
         assert {k: v for k, v in raw[oid].items() if k not in write_meta} == \
             {k: v for k, v in original.items() if k not in write_meta}
         assert raw[oid]["ingested_at"] > original["ingested_at"]

@@ -66,9 +66,17 @@ def test_sweep_stamps_documents_written_without_write_metadata(db):
                     {"_id": "textual", "event_id": "textual", "student_id": "s1", "course_id": "c1",
                      "event_type": "page_view", "event_time": t0, "ingested_at": "2026-01-05T10:00:00Z",
                      "ingest_day": "2026-01-05"}])
+    before_slots = dt.datetime(2026, 1, 5, 10, 17, 30, tzinfo=UTC)  # a writer from before slots existed
+    insert_raw(db, [{"_id": "no-slot", "event_id": "no-slot", "student_id": "s1", "course_id": "c1",
+                     "event_type": "page_view", "event_time": t0, "ingested_at": before_slots,
+                     "ingest_day": "2026-01-05"}])
     db.students.insert_one({"_id": "s9", "name": "No Stamp"})
     now = dt.datetime(2026, 1, 6, 3, 0, tzinfo=UTC)
-    assert sweep_write_metadata(db, now=now) == {"activities": 2, "students": 1, "courses": 0}
+    assert sweep_write_metadata(db, now=now) == {"activities": 3, "students": 1, "courses": 0}
+    no_slot = db.activities.find_one({"_id": "no-slot"})
+    assert (no_slot["ingested_at"].replace(tzinfo=UTC), no_slot["ingest_day"], no_slot["ingest_slot"]) == \
+        (before_slots, "2026-01-05", "2026-01-05T10:10")  # its own time kept: extracted once, not again
+    assert db.students.find_one({"_id": "s9"})["updated_slot"] == "2026-01-06T03:00"
     textual = db.activities.find_one({"_id": "textual"})
     assert textual["ingested_at"].replace(tzinfo=UTC) == now and textual["ingest_day"] == "2026-01-06"
     assert textual["ingested_at_original"] == "2026-01-05T10:00:00Z"
@@ -133,6 +141,8 @@ def test_collections_and_indexes_are_created_idempotently(db):
     assert keys["activities"]["student_latest"] == [("student_id", 1), ("event_time", -1)]
     assert keys["activities"]["ingest_bucket"] == [("ingest_day", 1), ("ingested_at", 1), ("_id", 1)]
     assert keys["students"]["changes"] == [("updated_day", 1), ("updated_at", 1), ("_id", 1)]
+    assert keys["activities"]["activities_by_slot"] == [("ingest_slot", 1), ("ingested_at", 1), ("_id", 1)]
+    assert keys["students"]["students_by_slot"] == [("updated_slot", 1), ("updated_at", 1), ("_id", 1)]
 
 
 @pytest.mark.stack
@@ -187,3 +197,16 @@ def test_activities_written_since_reads_the_buckets_from_that_day_on(db):
         assert plan["filterPushdown"] is True
     else:
         assert "ingest_bucket" in str(plan["queryPlanner"]["winningPlan"])
+
+
+def test_write_slots_are_ten_utc_minutes_whatever_the_offset():
+    from learntrack.mongo_ops import slot_bucket, slots_between, write_buckets
+
+    ist = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    assert slot_bucket(dt.datetime(2026, 1, 7, 5, 49, 59, 999000, tzinfo=ist)) == "2026-01-07T00:10"
+    assert slot_bucket(dt.datetime(2026, 1, 7, 0, 20, tzinfo=UTC)) == "2026-01-07T00:20"
+    assert write_buckets(dt.datetime(2026, 1, 6, 23, 59, 59, tzinfo=UTC), "d", "s") == \
+        {"d": "2026-01-06", "s": "2026-01-06T23:50"}
+    got = slots_between(dt.datetime(2026, 1, 6, 23, 45, tzinfo=UTC), dt.datetime(2026, 1, 7, 0, 10, tzinfo=UTC))
+    assert got == ["2026-01-06T23:40", "2026-01-06T23:50", "2026-01-07T00:00", "2026-01-07T00:10"]
+    assert len(slots_between(dt.datetime(2026, 1, 7, tzinfo=UTC), dt.datetime(2026, 1, 7, 23, 59, tzinfo=UTC))) == 144
