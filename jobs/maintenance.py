@@ -35,12 +35,10 @@ def silver_horizon(spark, lake_root: str) -> dt.date | None:
 
 def retention_cutoff(table: Table, settings: Settings, today: dt.date) -> tuple[str, dt.date] | None:
     """(date column, oldest day kept) for tables with a retention rule."""
-    if not table.partition_by:
+    if table.retention_setting is None:
         return None
-    column = table.partition_by[0]
-    days = {"bronze": settings.raw_retention_days, "silver": settings.raw_retention_days,
-            "gold": settings.aggregate_retention_days}[table.layer]
-    return column, today - dt.timedelta(days=days)
+    days = getattr(settings, table.retention_setting)
+    return table.partition_by[0], today - dt.timedelta(days=days)
 
 
 def maintain(spark, settings: Settings, interval: Interval, tables: tuple[Table, ...] = ALL_TABLES) -> list[dict[str, Any]]:

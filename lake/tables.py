@@ -18,6 +18,13 @@ class Column:
     doc: str = ""
 
 
+#: Days each layer keeps (a ``Settings`` field), counted on a table's first partition column and
+#: applied by the weekly maintenance DAG (``jobs.maintenance``). An unpartitioned table holds
+#: current state (replaced or merged in place), so it has no rows to age out.
+RETENTION_SETTINGS = {"bronze": "raw_retention_days", "silver": "raw_retention_days",
+                      "gold": "aggregate_retention_days"}
+
+
 @dataclass(frozen=True)
 class Table:
     layer: str
@@ -34,6 +41,17 @@ class Table:
     @property
     def qualified(self) -> str:
         return f"{self.layer}.{self.name}"
+
+    @property
+    def retention_setting(self) -> str | None:
+        """The ``Settings`` field holding how many days of rows this table keeps (None: no retention)."""
+        return RETENTION_SETTINGS.get(self.layer) if self.partition_by else None
+
+    @property
+    def freshness_column(self) -> str | None:
+        """The date column whose newest value says which day the table is up to (None: it holds
+        current state, and its last commit says how fresh it is)."""
+        return self.partition_by[0] if self.partition_by else None
 
     @property
     def ddl(self) -> str:

@@ -479,6 +479,20 @@ def cmd_sql(args, settings: Settings) -> int:
         lake.close()
 
 
+def cmd_tables(args, settings: Settings) -> int:
+    """Every lake table's version, last commit, rows and newest day (from the Delta log only)."""
+    import datetime as dt
+
+    from lake.status import render_status, table_status
+
+    if "://" in settings.lake_uri and not settings.lake_uri.startswith("file://"):
+        raise CliError(f"learntrack tables reads a local lake; {settings.lake_uri} is not one "
+                       f"(use `learntrack sql --engine spark` and DESCRIBE HISTORY)")
+    echo(f"Lake {settings.lake_uri} (retention and meaning per table: docs/tables.md)")
+    echo(render_status(table_status(settings.lake_uri), args.today or dt.datetime.now(dt.timezone.utc).date()))
+    return 0
+
+
 def cmd_summary(args, settings: Settings) -> int:
     from learntrack.summary import print_summary
 
@@ -640,6 +654,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", help="write the result to this file instead of the terminal")
     q.add_argument("--max-rows", type=int, default=100, help="table format: rows shown")
     q.set_defaults(func=cmd_sql)
+
+    tb = sub.add_parser("tables", help="each lake table's version, last commit, rows and newest day")
+    tb.add_argument("--today", type=_date, help="count 'days behind' from this UTC day (default: today)")
+    tb.set_defaults(func=cmd_tables)
 
     s = sub.add_parser("summary", help="print what landed in each store")
     s.add_argument("--date", type=_date, required=True)
