@@ -493,6 +493,20 @@ def cmd_tables(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_report(args, settings: Settings) -> int:
+    """The HTML report with charts for one day, and the charts as PNGs."""
+    from learntrack.report import write_report
+
+    out_dir = Path(args.out) if args.out else settings.home_path / "reports"
+    echo(f"Report for {args.date} from the lake at {settings.lake_uri}:")
+    page, results = write_report(settings, args.date, out_dir, echo)
+    for r in results:
+        if r.error:
+            echo(f"  {r.section.title}: {r.error}")
+    echo(f"Open {page}")
+    return 0
+
+
 def cmd_summary(args, settings: Settings) -> int:
     from learntrack.summary import print_summary
 
@@ -658,6 +672,11 @@ def build_parser() -> argparse.ArgumentParser:
     tb = sub.add_parser("tables", help="each lake table's version, last commit, rows and newest day")
     tb.add_argument("--today", type=_date, help="count 'days behind' from this UTC day (default: today)")
     tb.set_defaults(func=cmd_tables)
+
+    rp = sub.add_parser("report", help="a self-contained HTML report with charts for one day (and the PNGs)")
+    rp.add_argument("--date", type=_date, required=True)
+    rp.add_argument("--out", help="directory for the page and the PNGs (default: <home>/reports)")
+    rp.set_defaults(func=cmd_report)
 
     s = sub.add_parser("summary", help="print what landed in each store")
     s.add_argument("--date", type=_date, required=True)

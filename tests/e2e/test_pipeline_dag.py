@@ -161,6 +161,47 @@ def test_every_analyst_question_in_the_docs_answers_as_the_source_documents_do(p
         on_spark.close()
 
 
+def test_the_report_shows_the_source_documents_numbers_and_every_chart_renders_in_a_browser(pipeline_world,
+                                                                                             tmp_path):
+    """`learntrack report`: the numbers behind the charts against the source documents, then the page
+    in headless Chromium (every chart image decoded, a non-blank screenshot, no console errors)."""
+    from oracle import expected_analyses
+    from report_browser import open_headless
+    from learntrack.report import TREND_DAYS, write_report
+
+    settings, data = pipeline_world
+    exp = expected_results(data, settings)
+    page, results = write_report(settings, RUN_DAY, tmp_path, echo=lambda m: None)
+    got = {r.section.name: r for r in results}
+    assert not [r.error for r in results if r.error]
+
+    per_day: dict = {}
+    for (day, _course), row in exp["cassandra"].items():
+        if RUN_DAY - dt.timedelta(days=TREND_DAYS - 1) <= day <= RUN_DAY:
+            events, watch, learners = per_day.get(day, (0, 0.0, 0))
+            per_day[day] = (events + row["events"], watch + row["video_watch_seconds"], learners + row["active_learners"])
+    assert [(d, e, round(w / 3600, 2), n) for d, (e, w, n) in sorted(per_day.items())] == \
+        [(d, e, pytest.approx(w, abs=0.006), n) for d, e, w, n in got["engagement_trend"].rows]
+    top = sorted(((c, row) for (d, c), row in exp["cassandra"].items() if d == RUN_DAY),
+                 key=lambda cr: (-cr[1]["video_watch_seconds"], cr[0]))[:10]
+    assert [(c, row["active_learners"], row["events"]) for c, row in top] == \
+        [(c, n, e) for c, _w, n, e in got["top_courses"].rows]
+    totals = {k: sum(f[k] for f in exp["funnel"].values()) for k in ("enrolled", "started", "half_completed", "completed")}
+    assert got["completion_funnel"].rows == [("enrolled", totals["enrolled"]), ("started", totals["started"]),
+                                             ("half way", totals["half_completed"]), ("completed", totals["completed"])]
+    assert got["quarantine_reasons"].rows == expected_analyses(exp, settings, RUN_DAY)["quarantine_by_rule"]
+    gates = {r[0]: r for r in got["gate_outcomes"].rows}
+    assert {"gate_bronze", "gate_silver", "gate_gold"} <= set(gates) and all(r[2] > 0 for r in gates.values())
+    assert sum(n for _s, _p, n in got["segment_flows"].rows) > 0
+
+    charts = [r.png for r in results]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in charts) and len(charts) == 6
+    seen = open_headless(page, tmp_path / "page.png")
+    assert seen.charts_rendered == seen.charts == 6, seen
+    assert seen.console_errors == [], seen.console_errors
+    assert seen.distinct_colours > 500, "the screenshot is (nearly) blank"
+
+
 def test_the_same_run_on_a_spark_standalone_cluster_builds_the_same_lake(pipeline_world, spark):
     """Only LEARNTRACK_SPARK_MASTER changes: the DAG run on the local standalone cluster
     (`learntrack stack up spark-master spark-worker`) writes the lake the local[2] run wrote."""

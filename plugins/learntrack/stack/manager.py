@@ -162,14 +162,15 @@ class StackManager:
 
     def install(self, names: Iterable[str] | None = None) -> None:
         """Install what is missing: the selected services, and (for all) the Spark/Delta jars, the
-        Grafana dashboards' schema check and the compose file's validator."""
+        Grafana dashboards' schema check, the compose file's validator and the report test's browser."""
         if not names:
             from learntrack.stack.services import (install_compose_validator, install_grafana_schema_check,
-                                                   install_spark_jars)
+                                                   install_report_browser, install_spark_jars)
 
             install_spark_jars(self.settings)
             install_grafana_schema_check(self.settings)
             install_compose_validator(self.settings)
+            install_report_browser(self.settings)
         for svc in self._select(names):
             if svc.needs_java:
                 check_java(svc.name)

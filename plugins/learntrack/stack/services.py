@@ -342,6 +342,15 @@ def install_compose_validator(settings: Settings) -> None:
     _apt_install("compose-validator", "docker-compose")
 
 
+def install_report_browser(settings: Settings) -> None:
+    """Debian's ``chromium``: the report test opens `learntrack report`'s page headless and checks
+    every chart rendered (tests/e2e). The report itself needs no browser."""
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        print("report-browser: already installed", flush=True)
+        return
+    _apt_install("report-browser", "chromium")
+
+
 # The dashboards' schema check (tests/docker): @grafana/schema and typescript, pinned by the folder's
 # package-lock.json, installed into its node_modules. Skipped when the lock file is unchanged since the
 # last install (npm ci would wipe and reinstall node_modules every time).
