@@ -481,11 +481,10 @@ def cmd_sql(args, settings: Settings) -> int:
 
 def cmd_tables(args, settings: Settings) -> int:
     """Every lake table's version, last commit, rows and newest day (from the Delta log only)."""
-    import datetime as dt
-
+    from lake.sql import default_engine
     from lake.status import render_status, table_status
 
-    if "://" in settings.lake_uri and not settings.lake_uri.startswith("file://"):
+    if default_engine(settings.lake_uri) != "duckdb":  # delta-rs is configured for local lakes only
         raise CliError(f"learntrack tables reads a local lake; {settings.lake_uri} is not one "
                        f"(use `learntrack sql --engine spark` and DESCRIBE HISTORY)")
     echo(f"Lake {settings.lake_uri} (retention and meaning per table: docs/tables.md)")

@@ -188,9 +188,10 @@ def _cell(value) -> str:
 
 
 def _freshness_html(settings: Settings, day: dt.date) -> str:
+    from lake.sql import default_engine
     from lake.status import render_status, table_status
 
-    if "://" in settings.lake_uri and not settings.lake_uri.startswith("file://"):
+    if default_engine(settings.lake_uri) != "duckdb":  # delta-rs is configured for local lakes only
         return "<p class='note'>Table freshness is listed for local lakes only.</p>"
     return f"<pre>{html.escape(render_status(table_status(settings.lake_uri), day))}</pre>"
 
