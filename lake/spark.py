@@ -1,7 +1,8 @@
 """SparkSession with Delta Lake, configured only from settings.
 
 Local runs use ``local[2]`` and the Delta jars Maven put in ``<home>/tools/spark-jars``; a cluster
-or an object-store lake is a matter of LEARNTRACK_SPARK_MASTER / LEARNTRACK_SPARK_CONF.
+is a matter of LEARNTRACK_SPARK_MASTER, an object-store lake of LEARNTRACK_LAKE_ROOT and its
+credentials (``lake.storage`` adds the connector's jars and conf), anything else LEARNTRACK_SPARK_CONF.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import glob
 import os
 from pathlib import Path
 
+from lake import storage
 from learntrack.settings import Settings
 
 
@@ -19,6 +21,7 @@ def spark_session(settings: Settings, app_name: str = "learntrack"):
     jars = sorted(glob.glob(str(settings.jars_dir / "*.jar")))
     if not jars:
         raise RuntimeError(f"no Delta jars in {settings.jars_dir}; run `learntrack stack install`")
+    jars += storage.connector_jars(settings)
     os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
     if settings.spark_master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # a local driver needs no routable address
@@ -46,7 +49,7 @@ def spark_session(settings: Settings, app_name: str = "learntrack"):
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
         .config("spark.databricks.delta.optimizeWrite.enabled", "true")
     )
-    for key, value in settings.spark_conf_map.items():
+    for key, value in {**storage.spark_conf(settings), **settings.spark_conf_map}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

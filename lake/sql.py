@@ -5,11 +5,12 @@ Every declared table (``lake.tables``) is queryable as ``layer.name`` (``gold.co
 ``gold.x TIMESTAMP AS OF '2026-11-22 08:00:00'`` after a table name, in either engine.
 
 Two engines, one result shape (an Arrow table):
-- **DuckDB** (the default for a lake on a local path or ``file://``): each table is read through
-  delta-rs (``deltalake``), i.e. the committed Delta snapshot Spark would see, without a JVM.
+- **DuckDB** (the default for a lake delta-rs reads: a local path, ``file://``, ``s3a://``,
+  ``abfss://`` with the credentials of ``lake.storage``): each table is read through delta-rs
+  (``deltalake``), i.e. the committed Delta snapshot Spark would see, without a JVM.
   Only the tables a query names are opened. Measured in docs/benchmarks.md ("SQL engines").
-- **Spark SQL** (the fallback for URIs the DuckDB path is not configured for: ``s3a://``,
-  ``abfss://``; or ``--engine spark``): the same names, rewritten to Delta path references
+- **Spark SQL** (the fallback for URIs delta-rs is not configured for, e.g. ``gs://``; or
+  ``--engine spark``): the same names, rewritten to Delta path references
   (``delta.`<path>```) so that no session-catalog entry can point at another lake, with Spark's own
   ``VERSION AS OF``. Qualify columns by an alias (``FROM gold.x AS g ... g.col``), not by the
   table name.
@@ -23,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from lake import storage
 from lake.tables import ALL_TABLES, Table
 
 LAYERS = ("bronze", "silver", "gold")
@@ -65,12 +67,8 @@ def referenced_tables(sql: str) -> list[Table]:
 
 
 def default_engine(lake_uri: str) -> str:
-    """DuckDB where delta-rs reads the lake without further configuration (local paths), else Spark."""
-    return "duckdb" if "://" not in lake_uri or lake_uri.startswith("file://") else "spark"
-
-
-def _local(lake_uri: str) -> str:
-    return lake_uri[len("file://"):] if lake_uri.startswith("file://") else lake_uri
+    """DuckDB wherever delta-rs reads the lake (a local folder, S3, ADLS: ``lake.storage``), else Spark."""
+    return "duckdb" if storage.delta_rs_readable(lake_uri) else "spark"
 
 
 class LakeSQL:
@@ -98,12 +96,11 @@ class LakeSQL:
         return self._con
 
     def _delta(self, table: Table, version: int | None = None, timestamp: str | None = None):
-        from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
-        path = table.path(_local(self.lake))
+        path = table.path(self.lake)
         try:
-            delta = DeltaTable(path, version=version)
+            delta = storage.open_delta(self.settings, path, version=version)
             if timestamp is not None:
                 when = dt.datetime.fromisoformat(timestamp)
                 delta.load_as_version(when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc))
@@ -113,7 +110,7 @@ class LakeSQL:
         except Exception as exc:  # a version or timestamp outside the table's history
             if version is None and timestamp is None:
                 raise
-            latest = DeltaTable(path).version()
+            latest = storage.open_delta(self.settings, path).version()
             raise LakeSQLError(f"{table.qualified} has versions 0..{latest}; "
                                f"AS OF {version if version is not None else timestamp} is outside them ({exc})") from None
         return delta.to_pyarrow_dataset()
@@ -254,11 +251,5 @@ def write_parquet(result: QueryResult, path: str) -> None:
 
 def describe(settings) -> list[tuple[str, str, str]]:
     """(table, grain, whether it exists yet) for the shell's ``\\d``."""
-    from pathlib import Path
-
-    lake = _local(settings.lake_uri)
-    out = []
-    for t in ALL_TABLES:
-        exists = "yes" if "://" in lake or (Path(t.path(lake)) / "_delta_log").exists() else "not yet"
-        out.append((t.qualified, t.grain, exists))
-    return out
+    return [(t.qualified, t.grain, "yes" if storage.is_delta_table(settings, t.path(settings.lake_uri)) else "not yet")
+            for t in ALL_TABLES]

@@ -30,17 +30,17 @@ class TableStatus:
         return None if self.newest is None else (today - self.newest).days
 
 
-def table_status(lake_uri: str, tables: tuple[Table, ...] = ALL_TABLES) -> list[TableStatus]:
+def table_status(settings, tables: tuple[Table, ...] = ALL_TABLES) -> list[TableStatus]:
     import pyarrow as pa
     import pyarrow.compute as pc
-    from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
-    root = lake_uri[len("file://"):] if lake_uri.startswith("file://") else lake_uri
+    from lake.storage import open_delta
+
     out = []
     for table in tables:
         try:
-            delta = DeltaTable(table.path(root))
+            delta = open_delta(settings, table.path(settings.lake_uri))
         except TableNotFoundError:
             out.append(TableStatus(table, None, None, None, None, None))
             continue

@@ -296,6 +296,12 @@ def cmd_bench(args, settings: Settings) -> int:
             settings = settings.with_overrides(lake_root=args.lake)
         echo(f"Benchmark: docs/analysts.md's queries in DuckDB and Spark SQL on {settings.lake_uri}")
         result = bench_sql(settings, echo=echo)
+    elif args.target == "targets":
+        from learntrack.targets_bench import bench_targets
+
+        echo(f"Benchmark: one daily DAG run on a local lake, an s3a:// lake (s3proxy) and the local Spark "
+             f"cluster, {args.activities:,} activities")
+        result = bench_targets(settings, args.activities, echo=echo)
     elif args.target == "lake":
         from learntrack.lake_bench import bench_lake
 
@@ -481,14 +487,14 @@ def cmd_sql(args, settings: Settings) -> int:
 
 def cmd_tables(args, settings: Settings) -> int:
     """Every lake table's version, last commit, rows and newest day (from the Delta log only)."""
-    from lake.sql import default_engine
     from lake.status import render_status, table_status
+    from lake.storage import delta_rs_readable
 
-    if default_engine(settings.lake_uri) != "duckdb":  # delta-rs is configured for local lakes only
-        raise CliError(f"learntrack tables reads a local lake; {settings.lake_uri} is not one "
+    if not delta_rs_readable(settings.lake_uri):
+        raise CliError(f"learntrack tables reads local, s3a:// and abfss:// lakes; {settings.lake_uri} is none "
                        f"(use `learntrack sql --engine spark` and DESCRIBE HISTORY)")
     echo(f"Lake {settings.lake_uri} (retention and meaning per table: docs/tables.md)")
-    echo(render_status(table_status(settings.lake_uri), args.today or dt.datetime.now(dt.timezone.utc).date()))
+    echo(render_status(table_status(settings), args.today or dt.datetime.now(dt.timezone.utc).date()))
     return 0
 
 
@@ -631,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_mongo)
 
     b = sub.add_parser("bench", help="on-demand benchmarks (print figures, not part of the tests)")
-    b.add_argument("target", choices=["mongo", "lake", "extract", "serving", "seed-day", "sql"])
+    b.add_argument("target", choices=["mongo", "lake", "extract", "serving", "seed-day", "sql", "targets"])
     b.add_argument("step", nargs="?", choices=["load", "run", "status", "reset"],
                    help="seed-day: load (resumable, in parts), run (resumable, stage by stage), status, reset")
     b.add_argument("--parts", type=int, default=None, help="seed-day load: at most this many parts now")
@@ -662,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "no query: interactive shell")
     q.add_argument("query", nargs="?", help="e.g. \"SELECT * FROM gold.course_daily_engagement VERSION AS OF 2\"")
     q.add_argument("--engine", choices=["auto", "duckdb", "spark"], default="auto",
-                   help="auto: DuckDB for a local lake, Spark SQL for object-store URIs")
+                   help="auto: DuckDB wherever delta-rs reads the lake (local, s3a://, abfss://), else Spark SQL")
     q.add_argument("--format", choices=["table", "csv", "parquet"], default="table")
     q.add_argument("--out", help="write the result to this file instead of the terminal")
     q.add_argument("--max-rows", type=int, default=100, help="table format: rows shown")

@@ -72,16 +72,15 @@ NUMBERS = ("active_learners", "events", "page_views", "video_plays", "video_comp
 
 def duckdb_course_daily(settings: Settings, days: list[dt.date]) -> list[dict[str, Any]]:
     import duckdb
-    from deltalake import DeltaTable
-
     from jobs.gold import MAX_PLAYBACK_SPEED
+    from lake.storage import open_delta
     from lake.tables import SILVER_ACTIVITIES, SILVER_COURSE_ITEMS
 
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        con.register("silver", DeltaTable(SILVER_ACTIVITIES.path(settings.lake_uri)).to_pyarrow_dataset())
-        con.register("items", DeltaTable(SILVER_COURSE_ITEMS.path(settings.lake_uri)).to_pyarrow_dataset())
+        con.register("silver", open_delta(settings, SILVER_ACTIVITIES.path(settings.lake_uri)).to_pyarrow_dataset())
+        con.register("items", open_delta(settings, SILVER_COURSE_ITEMS.path(settings.lake_uri)).to_pyarrow_dataset())
         cur = con.execute(COURSE_DAILY_SQL, {"lo": min(days), "hi": max(days) + dt.timedelta(days=1),
                                              "days": sorted(days), "speed": MAX_PLAYBACK_SPEED})
         names = [d[0] for d in cur.description]

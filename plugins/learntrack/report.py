@@ -188,12 +188,12 @@ def _cell(value) -> str:
 
 
 def _freshness_html(settings: Settings, day: dt.date) -> str:
-    from lake.sql import default_engine
     from lake.status import render_status, table_status
+    from lake.storage import delta_rs_readable
 
-    if default_engine(settings.lake_uri) != "duckdb":  # delta-rs is configured for local lakes only
-        return "<p class='note'>Table freshness is listed for local lakes only.</p>"
-    return f"<pre>{html.escape(render_status(table_status(settings.lake_uri), day))}</pre>"
+    if not delta_rs_readable(settings.lake_uri):
+        return "<p class='note'>Table freshness is listed for local, s3a:// and abfss:// lakes only.</p>"
+    return f"<pre>{html.escape(render_status(table_status(settings), day))}</pre>"
 
 
 PAGE = """<!DOCTYPE html>

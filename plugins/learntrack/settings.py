@@ -49,14 +49,14 @@ class Settings:
     # {"class": "NetworkTopologyStrategy", "dc1": 3}
     cassandra_replication: str = '{"class": "SimpleStrategy", "replication_factor": 1}'
     cassandra_username: str = ""
-    cassandra_password: str = ""
+    cassandra_password: str = field(default="", repr=False)  # a secret: never in repr or logs
     # Publishing: statements in flight at once, and retries (with exponential backoff) of one that fails.
     cassandra_max_in_flight: int = 64
     cassandra_retries: int = 3
     cassandra_retry_backoff_s: float = 0.5
     neo4j_uri: str = ""
     neo4j_user: str = ""  # empty: no auth (the local embedded server runs without it)
-    neo4j_password: str = ""
+    neo4j_password: str = field(default="", repr=False)  # a secret: never in repr or logs
     # Neo4j Community has one database: every node a run writes carries this namespace, and every
     # query is scoped by it (like the Mongo database, Cassandra keyspace and Redis prefix).
     neo4j_namespace: str = "learntrack"
@@ -70,7 +70,21 @@ class Settings:
     spark_driver_memory: str = "2g"
     spark_shuffle_partitions: int = 4
     spark_jars_dir: str = ""  # default <home>/tools/spark-jars
-    spark_conf: str = "{}"  # JSON object of extra Spark conf (cluster, object-store credentials)
+    spark_conf: str = "{}"  # JSON object of extra Spark conf (cluster, any other Hadoop fs.* key)
+    # --- the lake on an object store (lake/storage.py, docs/object-storage.md) -------------------
+    # s3a:// lake: the endpoint of an S3-compatible store (empty: AWS S3 itself), its region, and
+    # credentials (empty: the AWS default chain: env, profile, instance role). Spark and delta-rs
+    # (learntrack sql/tables/report) both use them.
+    s3_endpoint: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key: str = ""
+    s3_secret_key: str = field(default="", repr=False)  # a secret: never in repr or logs
+    # abfss://<container>@<account>.dfs.core.windows.net lake (ADLS Gen2): an account key, or a
+    # service principal (client id, secret and tenant: OAuth client credentials).
+    azure_storage_key: str = field(default="", repr=False)  # a secret: never in repr or logs
+    azure_client_id: str = ""
+    azure_client_secret: str = field(default="", repr=False)  # a secret: never in repr or logs
+    azure_tenant_id: str = ""
     airflow_home: str = ""  # default <home>/airflow
     # --- local Airflow (`learntrack airflow up`: api-server, scheduler, dag-processor, triggerer) ---
     airflow_api_port: int = 8080  # api-server (UI, REST, execution API) on stack_host
@@ -156,6 +170,9 @@ class Settings:
     spark_worker_ui_port: int = 8071
     spark_worker_cores: int = 2
     spark_worker_memory: str = "4g"
+    # Optional local S3-compatible store (`learntrack stack up s3proxy`, an s3proxy jar over a
+    # folder): a lake at s3a://learntrack/<prefix> with LEARNTRACK_S3_ENDPOINT=http://127.0.0.1:<port>.
+    s3proxy_port: int = 18333
     stack_start_timeout_s: int = 180
 
     def __post_init__(self):

@@ -43,6 +43,24 @@ def lake_rows(settings, spark, skip: tuple[str, ...] = LINEAGE) -> dict[str, lis
     return out
 
 
+def lake_rows_read_by_delta_rs(settings, skip: tuple[str, ...] = LINEAGE) -> dict[str, list[str]]:
+    """``lake_rows`` read without Spark, by delta-rs (wherever the lake lives: ``lake.storage``):
+    what analysts' DuckDB sees, and a check of Spark's writes from outside."""
+    import pyarrow as pa
+
+    from lake.storage import open_delta
+    from lake.tables import DATA_TABLES
+
+    out = {}
+    for table in DATA_TABLES:
+        columns = [c for c in table.column_names if c not in skip]
+        data = open_delta(settings, table.path(settings.lake_uri)).to_pyarrow_table(columns=columns)
+        maps = {i for i, f in enumerate(data.schema) if pa.types.is_map(f.type)}
+        out[table.qualified] = sorted(repr([sorted(v) if i in maps and v is not None else v
+                                            for i, v in enumerate(row.values())]) for row in data.to_pylist())
+    return out
+
+
 def snapshot(settings, spark):
     from cassandra.cluster import Cluster
 

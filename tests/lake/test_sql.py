@@ -111,8 +111,9 @@ def test_a_timestamp_before_the_first_write_sees_no_rows_and_bad_references_say_
 def test_engine_default_follows_the_lake_uri():
     assert lake_sql.default_engine("/data/lake") == "duckdb"
     assert lake_sql.default_engine("file:///data/lake") == "duckdb"
-    assert lake_sql.default_engine("s3a://bucket/lake") == "spark"
-    assert lake_sql.default_engine("abfss://lake@acct.dfs.core.windows.net/x") == "spark"
+    assert lake_sql.default_engine("s3a://bucket/lake") == "duckdb"  # delta-rs with lake.storage's options
+    assert lake_sql.default_engine("abfss://lake@acct.dfs.core.windows.net/x") == "duckdb"
+    assert lake_sql.default_engine("gs://bucket/lake") == "spark"
 
 
 def test_cli_prints_an_aligned_table_and_writes_csv_and_parquet(lake, tmp_path, monkeypatch, capsys):

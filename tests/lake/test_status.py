@@ -29,7 +29,7 @@ def test_version_rows_and_newest_day_are_read_from_the_log(spark, base_settings,
                        GOLD_COURSE_DAILY, root, "event_date", [DAY1, DAY2])  # v2: day 1 now has one course
     before = dt.datetime.now(dt.timezone.utc)
 
-    gold, silver = table_status(root, (GOLD_COURSE_DAILY, SILVER_STUDENTS))
+    gold, silver = table_status(settings, (GOLD_COURSE_DAILY, SILVER_STUDENTS))
     assert (gold.version, gold.rows, gold.newest) == (2, 3, DAY2)
     assert gold.age_days(dt.date(2025, 3, 5)) == 3
     assert gold.last_commit <= before and (before - gold.last_commit) < dt.timedelta(minutes=10)

@@ -308,6 +308,56 @@ def _spark_worker_ready(settings: Settings) -> None:
         raise ConnectionError("no worker registered with the Spark master yet")
 
 
+# ---------------------------------------------------------------------------- s3proxy (optional)
+# An S3-compatible store over a local folder, for a lake at s3a://learntrack/<prefix> (ADR 29).
+# Requests must be signed: the access key is S3PROXY_IDENTITY, the secret a generated 0600 file.
+S3PROXY_IDENTITY = "learntrack"
+S3PROXY_BUCKET = "learntrack"  # created with the store (a bucket is a sub-folder of its data folder)
+
+
+def s3proxy_secret_file(settings: Settings) -> Path:
+    return settings.stack_dir / "s3proxy" / "credential"
+
+
+def s3proxy_endpoint(settings: Settings) -> str:
+    return f"http://{settings.stack_host}:{settings.s3proxy_port}"
+
+
+def s3proxy_lake(settings: Settings, prefix: str = "lake") -> dict[str, str]:
+    """Settings overrides for a lake on the local s3proxy (the secret read from its 0600 file)."""
+    return {"lake_root": f"s3a://{S3PROXY_BUCKET}/{prefix}", "s3_endpoint": s3proxy_endpoint(settings),
+            "s3_access_key": S3PROXY_IDENTITY, "s3_secret_key": s3proxy_secret_file(settings).read_text().strip()}
+
+
+def _s3proxy_prepare(settings: Settings, state: Path) -> None:
+    secret = s3proxy_secret_file(settings)
+    if not secret.exists():
+        secret.touch(mode=0o600)
+        secret.write_text(secrets.token_urlsafe(24))
+    (state / "data" / S3PROXY_BUCKET).mkdir(parents=True, exist_ok=True)
+    target = state / "s3proxy.properties"
+    target.touch(mode=0o600)  # it carries the secret
+    _render(RESOURCES / "s3proxy" / "s3proxy.properties.template", target, host=settings.stack_host,
+            port=settings.s3proxy_port, identity=S3PROXY_IDENTITY, credential=secret.read_text().strip(),
+            basedir=state / "data")
+
+
+def _s3proxy_command(settings: Settings, state: Path) -> list[str]:
+    return ["java", *_jvm_options("s3proxy"), "-jar", str(settings.tools_dir / "s3proxy" / "s3proxy.jar"),
+            "--properties", str(state / "s3proxy.properties")]
+
+
+def _s3proxy_ready(settings: Settings) -> None:
+    """A signed listing of the bucket answers (a wrong secret would be refused)."""
+    from pyarrow import fs
+
+    s3 = fs.S3FileSystem(access_key=S3PROXY_IDENTITY, secret_key=s3proxy_secret_file(settings).read_text().strip(),
+                         endpoint_override=s3proxy_endpoint(settings), region="us-east-1",
+                         connect_timeout=2, request_timeout=3, retry_strategy=fs.AwsStandardS3RetryStrategy(0))
+    if s3.get_file_info(S3PROXY_BUCKET).type != fs.FileType.Directory:
+        raise ConnectionError(f"s3proxy answers but has no bucket {S3PROXY_BUCKET}")
+
+
 def all_services(settings: Settings | None = None) -> list[Service]:
     postgres = [Service("postgres", lambda s: s.postgres_port, _pg_install, _pg_prepare, _pg_command, _pg_ready,
                         run_as=_pg_user, stop_signal=signal.SIGINT)]  # SIGINT: PostgreSQL's fast shutdown
@@ -326,6 +376,8 @@ def all_services(settings: Settings | None = None) -> list[Service]:
                 _spark_master_ready, needs_java=True, env=_spark_env, optional=True),
         Service("spark-worker", lambda s: s.spark_worker_ui_port, lambda s: None, _no_prepare, _spark_worker_command,
                 _spark_worker_ready, needs_java=True, after=("spark-master",), env=_spark_env, optional=True),
+        Service("s3proxy", lambda s: s.s3proxy_port, _install_with_script("s3proxy"), _s3proxy_prepare,
+                _s3proxy_command, _s3proxy_ready, needs_java=True, optional=True),
     ]
 
 
