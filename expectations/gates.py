@@ -129,7 +129,7 @@ def silver_reconciliation(spark, settings: Settings, batches: list[str], days: l
     lake = settings.lake_uri
     bronze_all = read_table(spark, BRONZE_ACTIVITIES, lake)
     # Independent of build_silver's own list: which batches are pending now, as the ledger sees it.
-    stranded = set(pending_from_table(spark, lake, "silver", max(batches), bronze_all).batches) - set(batches)
+    stranded = set(pending_from_table(spark, settings, "silver", max(batches), bronze_all).batches) - set(batches)
     bronze = bronze_all.where(F.col("batch_id").isin(batches))
     judged = typed_activities(bronze, settings.raw_retention_days).select("event_id", "rule").persist()
     try:
@@ -199,7 +199,7 @@ def gate_silver(spark, settings: Settings, interval: Interval, build_result: dic
 
     written = [(t, before.get(t.qualified), rows(t)) for t in SILVER_TABLES]
     result = gate_result(validate_or_quarantine(spark, settings, interval, checks, written))
-    ledger.record(spark, settings.lake_uri, "silver", interval.batch_id, batches, days)
+    ledger.record(settings, "silver", interval.batch_id, batches, days)
     return result
 
 
@@ -252,8 +252,8 @@ def gate_gold(spark, settings: Settings, interval: Interval, build_result: dict)
     before = build_result.get("versions_before") or {}
     result = gate_result(validate_or_quarantine(spark, settings, interval, checks,
                                                 [(t, before.get(t.qualified), df) for t, df, _ in written]))
-    ledger.record(spark, lake, "gold", interval.batch_id, batches, days)
+    ledger.record(settings, "gold", interval.batch_id, batches, days)
     # The as-of days of the snapshot tables (engagement, funnel), for the sinks that serve them.
-    ledger.record(spark, lake, "gold_snapshots", interval.batch_id, batches,
+    ledger.record(settings, "gold_snapshots", interval.batch_id, batches,
                   as_of_days + [dt.date.fromisoformat(d) for d in build_result.get("funnel_dates", [])])
     return result

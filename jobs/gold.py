@@ -273,7 +273,7 @@ def build_gold(spark, settings: Settings, interval: Interval) -> dict[str, Any]:
     versions_before = {t.qualified: table_version(spark, t, lake) for t in GOLD_TABLES}
     silver = read_table(spark, SILVER_ACTIVITIES, lake)
     items = read_table(spark, SILVER_COURSE_ITEMS, lake)
-    batch_rows = silver.where(window(spark, lake, "gold", interval.batch_id).batch_filter())
+    batch_rows = silver.where(window(settings, "gold", interval.batch_id).batch_filter())
     seen = batch_rows.groupBy("batch_id", "event_date").count().collect()
     batches = sorted({r["batch_id"] for r in seen} | {interval.batch_id})
     moved_first_days = merge_progress(spark, lake, batch_rows, items)
@@ -281,7 +281,7 @@ def build_gold(spark, settings: Settings, interval: Interval) -> dict[str, Any]:
     # A day retention has emptied in silver is final in gold: recomputing it from what is left
     # would replace the day with almost nothing (issue 11, finding 2). Silver quarantines such late
     # events already; this guards a batch processed after a later retention run.
-    horizon = silver_horizon(spark, lake)
+    horizon = silver_horizon(settings)
     beyond = [d for d in days if horizon and d < horizon]
     days = [d for d in days if d not in beyond]
     result: dict[str, Any] = {"recomputed_dates": [d.isoformat() for d in days], "versions_before": versions_before,

@@ -21,16 +21,9 @@ from learntrack.settings import Settings
 RETENTION_STAGE = "retention.silver.activities"
 
 
-def silver_horizon(spark, lake_root: str) -> dt.date | None:
+def silver_horizon(settings: Settings) -> dt.date | None:
     """The oldest event day silver still holds whole (None before the first retention run)."""
-    from pyspark.sql import functions as F
-
-    from lake.delta import read_table
-    from lake.tables import STAGE_LEDGER
-
-    rows = (read_table(spark, STAGE_LEDGER, lake_root).where(F.col("stage") == RETENTION_STAGE)
-            .select(F.explode("dates").alias("d")).agg(F.max("d")).first())
-    return rows[0] if rows else None
+    return max((d for r in ledger.completions(settings, RETENTION_STAGE) for d in r["dates"]), default=None)
 
 
 def retention_cutoff(table: Table, settings: Settings, today: dt.date) -> tuple[str, dt.date] | None:
@@ -62,7 +55,7 @@ def maintain(spark, settings: Settings, interval: Interval, tables: tuple[Table,
                 keep_from = min(keep_from, newest) if newest else keep_from
             if table == SILVER_ACTIVITIES:
                 # Gold never recomputes a day older than this: silver no longer holds it whole.
-                ledger.record(spark, settings.lake_uri, RETENTION_STAGE, interval.batch_id, [], [keep_from])
+                ledger.record(settings, RETENTION_STAGE, interval.batch_id, [], [keep_from])
             before = delta.history(1).first()["version"]
             delta.delete(F.col(column) < F.lit(keep_from))
             last = delta.history(1).first()

@@ -87,7 +87,7 @@ def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any
     lake = settings.lake_uri
     versions_before = {t.qualified: table_version(spark, t, lake) for t in SILVER_TABLES}
     bronze = spark.read.format("delta").load(ensure_table(spark, BRONZE_ACTIVITIES, lake))
-    pending = pending_from_table(spark, lake, "silver", interval.batch_id, bronze)
+    pending = pending_from_table(spark, settings, "silver", interval.batch_id, bronze)
     batch = typed_activities(bronze.where(pending.batch_filter()), settings.raw_retention_days).persist()
     try:
         rows_in = batch.count()

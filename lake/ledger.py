@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from typing import Iterable
 
 from learntrack.intervals import UTC
-from lake.delta import ensure_table, read_table
 from lake.tables import STAGE_LEDGER
 
 
@@ -36,6 +35,10 @@ class Pending:
         """Batches older than the run's own that a failed or skipped run left behind."""
         return tuple(b for b in self.batches if b < self.batch_id)
 
+    def takes(self, batch: str) -> bool:
+        """Whether ``batch`` is in this window: (after, batch_id] or batch_id itself."""
+        return batch == self.batch_id or (batch <= self.batch_id and (self.after is None or batch > self.after))
+
     def batch_filter(self, column: str = "batch_id"):
         """Rows of the batches this stage takes in: (after, batch_id] plus batch_id itself."""
         from pyspark.sql import functions as F
@@ -47,59 +50,66 @@ class Pending:
         return window | (col == F.lit(self.batch_id))
 
 
-def processed_up_to(spark, lake_root: str, stage: str) -> str | None:
+def completions(settings, stage: str) -> list[dict]:
+    """The ledger's rows for ``stage`` (a small table: one row per stage and run)."""
+    import pyarrow.dataset as ds
+
+    from lake import delta_rs
+
+    return delta_rs.scan(settings, STAGE_LEDGER, ds.field("stage") == stage).to_pylist()
+
+
+def processed_up_to(settings, stage: str) -> str | None:
     """The newest batch a run completed ``stage`` for (batch ids sort as times)."""
-    from pyspark.sql import functions as F
-
-    return (read_table(spark, STAGE_LEDGER, lake_root).where(F.col("stage") == stage)
-            .agg(F.max("batch_id")).first()[0])
+    return max((r["batch_id"] for r in completions(settings, stage)), default=None)
 
 
-def window(spark, lake_root: str, stage: str, batch_id: str) -> Pending:
+def window(settings, stage: str, batch_id: str) -> Pending:
     """The run's window for ``stage``: after its newest completed batch, up to the run's own (use
     ``batch_filter()`` on any table with a ``batch_id`` column); no batches listed yet."""
-    return Pending(processed_up_to(spark, lake_root, stage), batch_id, (), ())
+    return Pending(processed_up_to(settings, stage), batch_id, (), ())
 
 
-def pending_from_table(spark, lake_root: str, stage: str, batch_id: str, upstream_df) -> Pending:
+def pending_from_table(spark, settings, stage: str, batch_id: str, upstream_df) -> Pending:
     """Pending input of ``stage`` read from an upstream *table* (its ``batch_id`` column): silver
     takes bronze batches this way. Batches are appended in time order, so Delta's file statistics
     on ``batch_id`` skip the files of batches already processed."""
-    open_ = window(spark, lake_root, stage, batch_id)
+    open_ = window(settings, stage, batch_id)
     batches = {r[0] for r in upstream_df.where(open_.batch_filter()).select("batch_id").distinct().collect()}
     return replace(open_, batches=tuple(sorted(batches | {batch_id})))
 
 
-def pending_from_ledger(spark, lake_root: str, stage: str, upstream_stage: str, batch_id: str) -> Pending:
+def pending_from_ledger(settings, stage: str, upstream_stage: str, batch_id: str) -> Pending:
     """Pending input of ``stage`` read from the upstream stage's completions (gold takes silver's,
-    the sinks take gold's): the batches and the union of the days they wrote."""
-    from pyspark.sql import functions as F
-
-    open_ = window(spark, lake_root, stage, batch_id)
-    rows = (read_table(spark, STAGE_LEDGER, lake_root).where(F.col("stage") == upstream_stage)
-            .where(open_.batch_filter()).select("batch_id", "input_batches", "dates").collect())
+    the sinks take gold's): the batches and the union of the days they wrote. No JVM needed."""
+    open_ = window(settings, stage, batch_id)
+    rows = [r for r in completions(settings, upstream_stage) if open_.takes(r["batch_id"])]
     batches = {batch_id} | {r["batch_id"] for r in rows} | {b for r in rows for b in r["input_batches"]}
     dates = {d for r in rows for d in r["dates"]}
     return replace(open_, batches=tuple(sorted(batches)), dates=tuple(sorted(dates)))
 
 
-def record(spark, lake_root: str, stage: str, batch_id: str, input_batches: Iterable[str], dates: Iterable) -> None:
+def record(settings, stage: str, batch_id: str, input_batches: Iterable[str], dates: Iterable) -> None:
     """Record that the run of ``batch_id`` completed ``stage``. Insert-only: re-running a stage for a
     batch it already completed keeps the first record, so the ledger reads as one run left it.
-    The run id is Airflow's (its task processes carry it in the environment), else "cli"."""
-    from delta.tables import DeltaTable
+    The run id is Airflow's (its task processes carry it in the environment), else "cli".
+    Written through delta-rs (a MERGE of one row), so a stage without Spark can record too."""
+    import pyarrow as pa
+
+    from lake import delta_rs
 
     run_id = os.environ.get("AIRFLOW_CTX_DAG_RUN_ID", "cli")
     days = sorted({d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)) for d in dates})
-    row = [(stage, batch_id, sorted(set(input_batches)), days, dt.datetime.now(UTC), run_id)]
-    df = spark.createDataFrame(row, STAGE_LEDGER.spark_schema())
-    table = DeltaTable.forPath(spark, ensure_table(spark, STAGE_LEDGER, lake_root))
-    for attempt in range(5):  # the sinks publish side by side and each records its completion
+    row = pa.Table.from_pylist([{"stage": stage, "batch_id": batch_id, "input_batches": sorted(set(input_batches)),
+                                 "dates": days, "completed_at": dt.datetime.now(UTC), "run_id": run_id}],
+                               schema=STAGE_LEDGER.arrow_schema())
+    for attempt in range(8):  # the sinks publish side by side and each records its completion
         try:
-            (table.alias("t").merge(df.alias("s"), "t.stage = s.stage AND t.batch_id = s.batch_id")
-             .whenNotMatchedInsertAll().execute())
+            (delta_rs.open_for_write(settings, STAGE_LEDGER)
+             .merge(row, "t.stage = s.stage AND t.batch_id = s.batch_id", source_alias="s", target_alias="t")
+             .when_not_matched_insert_all().execute())
             return
-        except Exception as exc:  # noqa: BLE001 - Delta's concurrent-commit errors come through py4j
-            if "Concurrent" not in type(exc).__name__ + str(exc)[:300] or attempt == 4:
+        except Exception as exc:  # noqa: BLE001 - delta-rs reports a lost commit race as CommitFailedError
+            if "commit" not in (type(exc).__name__ + str(exc)[:300]).lower() or attempt == 7:
                 raise
-            time.sleep(0.5 * (attempt + 1))
+            time.sleep(0.2 * (attempt + 1))

@@ -77,28 +77,27 @@ def _publish_pending(settings: Settings, interval: Interval, sink: str, publish:
     completion. ``upstream`` "gold" lists event days; "gold_snapshots" the as-of days."""
     from lake import ledger
 
-    spark = _spark(settings)
-    pending = ledger.pending_from_ledger(spark, settings.lake_uri, sink, upstream, interval.batch_id)
+    pending = ledger.pending_from_ledger(settings, sink, upstream, interval.batch_id)
     days = list(pending.dates)
     result = publish(days)
-    ledger.record(spark, settings.lake_uri, sink, interval.batch_id, pending.batches, days)
+    ledger.record(settings, sink, interval.batch_id, pending.batches, days)
     return {**result, "published_dates": [d.isoformat() for d in days], "backlog_batches": len(pending.backlog)}
 
 
 def _gold_rows(settings: Settings, table, column: str, days: list[dt.date]):
-    """The rows of a gold table for ``days``, streamed to the driver one partition at a time."""
-    from pyspark.sql import functions as F
+    """The rows of a gold table for ``days`` (its partition column), streamed through delta-rs:
+    the publish stages need no JVM (ADR 30)."""
+    import pyarrow.dataset as ds
 
-    from lake.delta import read_table
+    from lake import delta_rs
 
-    df = read_table(_spark(settings), table, settings.lake_uri).where(F.col(column).isin(days))
-    return (r.asDict() for r in df.toLocalIterator())
+    return delta_rs.rows(settings, table, ds.field(column).isin(days)) if days else iter(())
 
 
 def publish_cassandra(settings: Settings, interval: Interval) -> dict:
     """Every Cassandra read table: course days, alerts and shared access by the event days gold
     recomputed; engagement history, segments and the funnel by the as-of days it wrote."""
-    from lake.delta import read_table
+    from lake import delta_rs
     from lake.tables import (GOLD_COMPLETION_FUNNEL, GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_SHARED_ACCESS,
                              GOLD_STUDENT_ENGAGEMENT)
     from learntrack.sinks import cassandra_sink as sink
@@ -115,8 +114,7 @@ def publish_cassandra(settings: Settings, interval: Interval) -> dict:
     def by_as_of_day(days: list[dt.date], session) -> dict:
         eng = sink.publish_student_engagement(
             settings, days, _gold_rows(settings, GOLD_STUDENT_ENGAGEMENT, "as_of_date", days), session)
-        funnel_rows = (r.asDict() for r in read_table(_spark(settings), GOLD_COMPLETION_FUNNEL,
-                                                      settings.lake_uri).toLocalIterator())
+        funnel_rows = delta_rs.rows(settings, GOLD_COMPLETION_FUNNEL)
         funnel = sink.publish_completion_funnel(settings, days, funnel_rows, session)  # one snapshot, mirrored
         return {"student_engagement_rows": eng["rows_upserted"], "funnel_rows": funnel["rows_upserted"]}
 
@@ -129,12 +127,21 @@ def publish_cassandra(settings: Settings, interval: Interval) -> dict:
             "snapshots": snapshots}
 
 
-def _digest(df) -> str:
-    """An order-independent digest of a frame's rows (exact: the hashes are summed as decimals)."""
-    from pyspark.sql import functions as F
+def _digest(table) -> str:
+    """An order-independent digest of an Arrow table's rows (DuckDB's row hashes, summed exactly)."""
+    import duckdb
 
-    total, rows = df.select(F.sum(F.xxhash64(*df.columns).cast("decimal(38,0)")), F.count(F.lit(1))).first()
+    con = duckdb.connect()
+    try:
+        con.register("t", table)
+        total, rows = con.execute("SELECT sum(hash(t)), count(*) FROM t").fetchone()
+    finally:
+        con.close()
     return f"{total}:{rows}"
+
+
+def _batches_as_rows(table, batch_rows: int = 20_000):
+    return (r for b in table.to_batches(batch_rows) for r in b.to_pylist(maps_as_pydicts="strict"))
 
 
 def publish_redis(settings: Settings, interval: Interval) -> dict:
@@ -142,41 +149,42 @@ def publish_redis(settings: Settings, interval: Interval) -> dict:
     the engagement chain rewrite every later day, and the served snapshot must follow."""
     import hashlib
 
-    from pyspark.sql import functions as F
+    import pyarrow.dataset as ds
 
-    from lake.delta import read_table
+    from lake import delta_rs, storage
     from lake.tables import GOLD_STUDENT_COURSE_ENGAGEMENT, GOLD_STUDENT_ENGAGEMENT
     from learntrack.sinks.redis_sink import publish_scores
 
-    spark = _spark(settings)
-    students = read_table(spark, GOLD_STUDENT_ENGAGEMENT, settings.lake_uri)
-    as_of = max(filter(None, [students.agg(F.max("as_of_date")).first()[0], interval.as_of_date]))
-    students = students.where(F.col("as_of_date") == F.lit(as_of))
-    courses = (read_table(spark, GOLD_STUDENT_COURSE_ENGAGEMENT, settings.lake_uri)
-               .where(F.col("as_of_date") == F.lit(as_of)))
+    held = []  # the as-of days gold holds, from the Delta log's partition values (no data read)
+    if delta_rs.exists(settings, GOLD_STUDENT_ENGAGEMENT):
+        held = [dt.date.fromisoformat(p["as_of_date"]) for p in storage.open_delta(
+            settings, GOLD_STUDENT_ENGAGEMENT.path(settings.lake_uri)).partitions() if p.get("as_of_date")]
+    as_of = max(filter(None, [*held, interval.as_of_date]))
+    on_day = ds.field("as_of_date") == as_of
+    students = delta_rs.scan(settings, GOLD_STUDENT_ENGAGEMENT, on_day)
+    courses = delta_rs.scan(settings, GOLD_STUDENT_COURSE_ENGAGEMENT, on_day)
     digest = hashlib.sha256(f"{_digest(students)}|{_digest(courses)}".encode()).hexdigest()
-    out = publish_scores(settings, as_of, (r.asDict() for r in students.toLocalIterator()),
-                         (r.asDict() for r in courses.toLocalIterator()), digest=digest)
+    out = publish_scores(settings, as_of, _batches_as_rows(students), _batches_as_rows(courses), digest=digest)
     live = reconcile_live(settings, interval, as_of, students)
     return {**out, "live": live, "rows_out": out.get("published")}
 
 
 def reconcile_live(settings: Settings, interval: Interval, as_of: dt.date, students) -> dict:
-    """Re-base the live scores on gold's ``as_of`` and replace every progress key with gold's row,
-    then re-apply what MongoDB received after the interval gold covers (so no fresh resume position
-    is lost); repairs whatever the write-through path missed or got wrong."""
-    from lake.delta import read_table
+    """Re-base the live scores on gold's ``as_of`` (``students``: its student_engagement rows, as
+    Arrow) and replace every progress key with gold's row, then re-apply what MongoDB received after
+    the interval gold covers (so no fresh resume position is lost); repairs whatever the
+    write-through path missed or got wrong."""
+    from lake import delta_rs
     from lake.tables import GOLD_STUDENT_COURSE_PROGRESS
     from learntrack.mongo_ops import activities_written_since, client
     from learntrack.sinks import redis_live
 
-    rebased = redis_live.rebase_scores(settings, as_of, (r.asDict() for r in students.select("student_id", "score")
-                                                         .toLocalIterator()))
-    progress = read_table(_spark(settings), GOLD_STUDENT_COURSE_PROGRESS, settings.lake_uri)
+    rebased = redis_live.rebase_scores(settings, as_of, _batches_as_rows(students.select(["student_id", "score"])))
     mongo = client(settings)
     try:
         tail = activities_written_since(mongo[settings.mongo_db], interval.end)
-        reconciled = redis_live.reconcile_progress(settings, (r.asDict() for r in progress.toLocalIterator()), tail)
+        reconciled = redis_live.reconcile_progress(settings, delta_rs.rows(settings, GOLD_STUDENT_COURSE_PROGRESS),
+                                                   tail)
     finally:
         mongo.close()
     return {"scores": rebased, "progress": reconciled}
@@ -185,17 +193,18 @@ def reconcile_live(settings: Settings, interval: Interval, as_of: dt.date, stude
 def publish_neo4j(settings: Settings, interval: Interval) -> dict:
     """Publish the logins of the days gold recomputed, then run the Cypher checks over those days
     and record their (:Alert) nodes (multi-region access, shared IPs)."""
-    from pyspark.sql import functions as F
+    import pyarrow.dataset as ds
 
-    from lake.delta import read_table
+    from lake import delta_rs
     from lake.tables import SILVER_ACTIVITIES
     from learntrack.sinks.neo4j_sink import detect_and_record, publish_access
 
     def publish(days: list[dt.date]) -> dict:
-        logins = (read_table(_spark(settings), SILVER_ACTIVITIES, settings.lake_uri)
-                  .where(F.col("event_date").isin(days) & (F.col("event_type") == "login"))
-                  .select("event_id", "student_id", "region", "country", "ip", "device", "event_time"))
-        result = publish_access(settings, (r.asDict() for r in logins.toLocalIterator()))
+        logins = delta_rs.rows(settings, SILVER_ACTIVITIES,
+                               ds.field("event_date").isin(days) & (ds.field("event_type") == "login"),
+                               columns=["event_id", "student_id", "region", "country", "ip", "device", "event_time"]
+                               ) if days else iter(())
+        result = publish_access(settings, logins)
         result["rows_out"] = result.get("access_events")
         if days:
             since = dt.datetime.combine(min(days), dt.time(), dt.timezone.utc)

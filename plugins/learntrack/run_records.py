@@ -31,17 +31,17 @@ def run_record_rows(run_id: str, interval: Interval, stages: list[dict]) -> list
 
 
 def write_run_records(settings: Settings, run_id: str, interval: Interval, stages: list[dict]) -> dict:
-    from delta.tables import DeltaTable
+    """MERGE the run's rows into gold.pipeline_runs on (run_id, stage) through delta-rs (the
+    record_run task needs no JVM), then publish them."""
+    import pyarrow as pa
 
-    from lake.delta import ensure_table
-    from lake.spark import spark_session
+    from lake import delta_rs
     from lake.tables import GOLD_PIPELINE_RUNS
     from learntrack.sinks.cassandra_sink import publish_pipeline_runs
 
     rows = run_record_rows(run_id, interval, stages)
-    spark = spark_session(settings)
-    df = spark.createDataFrame([tuple(r.values()) for r in rows], GOLD_PIPELINE_RUNS.spark_schema())
-    (DeltaTable.forPath(spark, ensure_table(spark, GOLD_PIPELINE_RUNS, settings.lake_uri)).alias("t")
-     .merge(df.alias("s"), "t.run_id = s.run_id AND t.stage = s.stage")
-     .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+    source = pa.Table.from_pylist(rows, schema=GOLD_PIPELINE_RUNS.arrow_schema())
+    (delta_rs.open_for_write(settings, GOLD_PIPELINE_RUNS)
+     .merge(source, "t.run_id = s.run_id AND t.stage = s.stage", source_alias="s", target_alias="t")
+     .when_matched_update_all().when_not_matched_insert_all().execute())
     return publish_pipeline_runs(settings, rows)

@@ -98,7 +98,7 @@ def run_day(spark, settings, day):
 
     interval = Interval.for_day(day)
     result = build_gold(spark, settings, interval)
-    ledger.record(spark, settings.lake_uri, "gold", interval.batch_id, result["input_batches"],
+    ledger.record(settings, "gold", interval.batch_id, result["input_batches"],
                   result["recomputed_dates"])
     return result
 

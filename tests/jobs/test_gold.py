@@ -94,9 +94,9 @@ def test_a_late_event_beyond_silver_retention_leaves_gold_as_it_was(spark, fresh
             _bronze_activity("b1", "cB", T, T)])
     first = Interval.for_day(DAY)
     build_silver(spark, fresh_lake, first)
-    ledger.record(spark, fresh_lake.lake_uri, "silver", first.batch_id, [first.batch_id], [DAY])  # as the gates do
+    ledger.record(fresh_lake, "silver", first.batch_id, [first.batch_id], [DAY])  # as the gates do
     build_gold(spark, fresh_lake, first)
-    ledger.record(spark, fresh_lake.lake_uri, "gold", first.batch_id, [first.batch_id], [DAY])
+    ledger.record(fresh_lake, "gold", first.batch_id, [first.batch_id], [DAY])
     assert gold_day() == [("cA", 2), ("cB", 1)]
 
     maintain(spark, fresh_lake, Interval.for_day(DAY + dt.timedelta(days=95)), tables=(SILVER_ACTIVITIES,))

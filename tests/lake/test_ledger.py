@@ -43,7 +43,7 @@ def test_a_stranded_batch_is_taken_in_by_the_next_run_and_an_old_rerun_takes_onl
     _bronze(spark, fresh_lake, D1, ["a1", "a2"])
     first = build_silver(spark, fresh_lake, Interval.for_day(D1))
     assert first["input_batches"] == [b1] and first["backlog_batches"] == 0
-    ledger.record(spark, fresh_lake.lake_uri, "silver", b1, first["input_batches"], first["affected_dates"])
+    ledger.record(fresh_lake, "silver", b1, first["input_batches"], first["affected_dates"])
 
     _bronze(spark, fresh_lake, D2, ["b1", "b2", "b3"])  # day 2 extracted, then its silver failed: no record
     build_silver(spark, fresh_lake, Interval.for_day(D2))
@@ -51,19 +51,19 @@ def test_a_stranded_batch_is_taken_in_by_the_next_run_and_an_old_rerun_takes_onl
     healed = build_silver(spark, fresh_lake, Interval.for_day(D3))
     assert healed["input_batches"] == [b2, b3] and healed["backlog_batches"] == 1
     assert healed["rows_in"] == 4 and healed["inserted"] == 1  # day 2's rows were already merged once: no doubles
-    ledger.record(spark, fresh_lake.lake_uri, "silver", b3, healed["input_batches"], healed["affected_dates"])
-    assert ledger.processed_up_to(spark, fresh_lake.lake_uri, "silver") == b3
+    ledger.record(fresh_lake, "silver", b3, healed["input_batches"], healed["affected_dates"])
+    assert ledger.processed_up_to(fresh_lake, "silver") == b3
 
     rerun = build_silver(spark, fresh_lake, Interval.for_day(D1))  # an old day re-run: its own batch only
     assert rerun["input_batches"] == [b1] and rerun["inserted"] == 0
     assert read_table(spark, SILVER_ACTIVITIES, fresh_lake.lake_uri).count() == 6
 
     # the sinks read gold's completions the same way: days of every batch they have not published
-    ledger.record(spark, fresh_lake.lake_uri, "gold", b1, [b1], [D1])
-    ledger.record(spark, fresh_lake.lake_uri, "gold", b3, [b2, b3], [D2, D3])
-    ledger.record(spark, fresh_lake.lake_uri, "gold", b3, [b3], [D3])  # insert-only: the first record stays
-    pending = ledger.pending_from_ledger(spark, fresh_lake.lake_uri, "publish_cassandra", "gold", b3)
+    ledger.record(fresh_lake, "gold", b1, [b1], [D1])
+    ledger.record(fresh_lake, "gold", b3, [b2, b3], [D2, D3])
+    ledger.record(fresh_lake, "gold", b3, [b3], [D3])  # insert-only: the first record stays
+    pending = ledger.pending_from_ledger(fresh_lake, "publish_cassandra", "gold", b3)
     assert pending.dates == (D1, D2, D3) and pending.backlog == (b1, b2)
-    ledger.record(spark, fresh_lake.lake_uri, "publish_cassandra", b3, pending.batches, pending.dates)
-    after = ledger.pending_from_ledger(spark, fresh_lake.lake_uri, "publish_cassandra", "gold", b3)
+    ledger.record(fresh_lake, "publish_cassandra", b3, pending.batches, pending.dates)
+    after = ledger.pending_from_ledger(fresh_lake, "publish_cassandra", "gold", b3)
     assert after.dates == (D2, D3)  # a re-run of day 3 republishes the days of its own gold completion only
