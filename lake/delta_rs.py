@@ -43,12 +43,13 @@ def rows(settings, table, where=None, columns: list[str] | None = None,
 
 
 def write_options(settings) -> dict[str, str] | None:
-    """Storage options for a delta-rs *commit*. S3 has no atomic rename: delta-rs refuses to commit
-    there without a lock unless told the deployment is the lake's only writer group, which is what
-    the lake pool already assumes for Spark's S3 log store (docs/object-storage.md)."""
+    """Storage options for a delta-rs *commit*. S3 has no atomic rename: delta-rs commits there with
+    a conditional PUT (``If-None-Match: *``, which AWS S3, s3proxy, MinIO and R2 honour), so
+    concurrent delta-rs writers (the three publishes recording their completion) cannot overwrite
+    each other's commit. ADLS needs nothing."""
     opts = storage.delta_rs_options(settings)
     if storage.scheme(settings.lake_uri) in storage.S3_SCHEMES:
-        opts = {**opts, "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
+        opts = {**opts, "AWS_CONDITIONAL_PUT": "etag"}
     return opts or None
 
 

@@ -94,3 +94,17 @@ def test_the_ledger_written_without_spark_is_the_table_spark_reads_and_concurren
     assert ledger.processed_up_to(fresh_lake, "publish_b") == "20260302T000000Z"
     assert ledger.pending_from_ledger(fresh_lake, "publish_b", "gold", "20260302T000000Z").dates == (
         dt.date(2026, 3, 1),)  # a re-run of the same day republishes its own days, no more
+
+
+def test_commits_to_s3_use_conditional_puts_and_other_lakes_need_no_extra_option(tmp_path):
+    """delta-rs refuses to commit to S3 without a way to make the commit atomic: a conditional PUT
+    (If-None-Match), never an unsafe rename. A local or ADLS lake gets no extra option."""
+    from lake.delta_rs import write_options
+    from learntrack.settings import Settings
+
+    s3 = Settings(lake_root="s3a://bucket/lake", s3_endpoint="http://127.0.0.1:18333")
+    assert write_options(s3)["AWS_CONDITIONAL_PUT"] == "etag"
+    assert "AWS_S3_ALLOW_UNSAFE_RENAME" not in write_options(s3)
+    assert write_options(Settings(lake_root=str(tmp_path / "lake"))) is None
+    adls = Settings(lake_root="abfss://lake@acct.dfs.core.windows.net/x", azure_storage_key="a2V5")
+    assert "AWS_CONDITIONAL_PUT" not in write_options(adls)
