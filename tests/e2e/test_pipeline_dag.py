@@ -202,40 +202,14 @@ def test_the_report_shows_the_source_documents_numbers_and_every_chart_renders_i
     assert seen.distinct_colours > 500, "the screenshot is (nearly) blank"
 
 
-def test_the_same_run_on_a_spark_standalone_cluster_builds_the_same_lake(pipeline_world, spark):
-    """Only LEARNTRACK_SPARK_MASTER changes: the DAG run on the local standalone cluster
-    (`learntrack stack up spark-master spark-worker`) writes the lake the local[2] run wrote."""
-    import shutil
-
-    from learntrack.cli import run_dag
-    from learntrack.stack.manager import StackManager
-    from learntrack.stack.services import spark_master_state
-    from stores import lake_rows
-
-    settings, _ = pipeline_world
-    manager = StackManager(settings, echo=lambda m: None)
-    manager.up(["spark-master", "spark-worker"])
-    try:
-        cluster = settings.with_overrides(spark_master=f"spark://{settings.stack_host}:{settings.spark_master_port}",
-                                          lake_root=str(settings.home_path / "cluster-lake"))
-        shutil.rmtree(cluster.lake_uri, ignore_errors=True)
-        before = {a["id"] for a in spark_master_state(settings)["completedapps"]}
-        run_dag(cluster, RUN_DAY)
-        ran = [a for a in spark_master_state(settings)["completedapps"] if a["id"] not in before]
-        assert ran, "the run did not execute on the cluster"
-        local, on_cluster = lake_rows(settings, spark), lake_rows(cluster, spark)
-        assert on_cluster["silver.activities"] and on_cluster["gold.course_daily_engagement"]
-        for table, rows in local.items():
-            assert on_cluster[table] == rows, f"{table} differs between local[2] and the cluster"
-    finally:
-        manager.down(["spark-worker", "spark-master"])
-
-
-def test_the_same_run_on_an_object_store_lake_builds_the_same_lake(pipeline_world):
-    """Only the lake's URI and its store's settings change: the DAG run with its lake at
-    s3a://learntrack/... on the local S3-compatible store (`learntrack stack up s3proxy`) writes the
-    lake the local-folder run wrote, row for row, as delta-rs reads both from outside Spark; and
-    `learntrack sql` and `learntrack tables` answer from it."""
+def test_the_same_run_on_a_spark_cluster_with_an_object_store_lake_builds_the_same_lake(pipeline_world):
+    """Only settings change, as for a deployment that outgrew one machine: LEARNTRACK_SPARK_MASTER
+    points at the local standalone cluster (`learntrack stack up spark-master spark-worker`) and the
+    lake's URI at s3a://learntrack/... on the local S3-compatible store (`learntrack stack up
+    s3proxy`). The run executes on the cluster, writes through s3proxy, and holds the local-folder
+    run's rows table for table, as delta-rs reads both from outside Spark; `learntrack sql` and
+    `learntrack tables` answer from it. (One run for both targets: each alone is configuration the
+    other does not touch, and the DAG run is the expensive part.)"""
     import shutil
 
     from lake import sql as lake_sql
@@ -243,33 +217,39 @@ def test_the_same_run_on_an_object_store_lake_builds_the_same_lake(pipeline_worl
     from lake.tables import DATA_TABLES
     from learntrack.cli import run_dag
     from learntrack.stack.manager import StackManager
-    from learntrack.stack.services import S3PROXY_BUCKET, s3proxy_lake
+    from learntrack.stack.services import S3PROXY_BUCKET, s3proxy_lake, spark_master_state
     from stores import lake_rows_read_by_delta_rs
 
     settings, _ = pipeline_world
     manager = StackManager(settings, echo=lambda m: None)
-    manager.up(["s3proxy"])
+    services = ["s3proxy", "spark-master", "spark-worker"]
+    manager.up(services)
     stored = settings.stack_dir / "s3proxy" / "data" / S3PROXY_BUCKET / "e2e-lake"  # s3proxy's own folder
     shutil.rmtree(stored, ignore_errors=True)
     try:
-        on_s3 = settings.with_overrides(**s3proxy_lake(settings, "e2e-lake"))
-        assert on_s3.lake_uri == f"s3a://{S3PROXY_BUCKET}/e2e-lake"
-        run_dag(on_s3, RUN_DAY)
+        target = settings.with_overrides(
+            spark_master=f"spark://{settings.stack_host}:{settings.spark_master_port}",
+            **s3proxy_lake(settings, "e2e-lake"))
+        assert target.lake_uri == f"s3a://{S3PROXY_BUCKET}/e2e-lake"
+        before = {a["id"] for a in spark_master_state(settings)["completedapps"]}
+        run_dag(target, RUN_DAY)
+        ran = [a for a in spark_master_state(settings)["completedapps"] if a["id"] not in before]
+        assert ran, "the run did not execute on the cluster"
         assert (stored / "silver" / "activities" / "_delta_log").is_dir(), "the run did not write through s3proxy"
 
-        local, remote = lake_rows_read_by_delta_rs(settings), lake_rows_read_by_delta_rs(on_s3)
+        local, remote = lake_rows_read_by_delta_rs(settings), lake_rows_read_by_delta_rs(target)
         assert remote["silver.activities"] and remote["gold.course_daily_engagement"]
         for table, rows in local.items():
-            assert remote[table] == rows, f"{table} differs between the local lake and the s3a:// lake"
+            assert remote[table] == rows, f"{table} differs between the local run and the cluster + s3a:// run"
 
         query = ("SELECT course_id, sum(events) AS events FROM gold.course_daily_engagement "
                  "GROUP BY course_id ORDER BY course_id")
-        answer = lake_sql.query(on_s3, query)
+        answer = lake_sql.query(target, query)
         assert answer.engine == "duckdb" and answer.rows() == lake_sql.query(settings, query).rows()
         # Row counts from the Delta logs' statistics (`learntrack tables`); the run-record tables
         # differ by design (the local lake has seen more runs).
-        rows = {s.table.qualified: s.rows for s in table_status(on_s3, DATA_TABLES)}
+        rows = {s.table.qualified: s.rows for s in table_status(target, DATA_TABLES)}
         assert rows == {s.table.qualified: s.rows for s in table_status(settings, DATA_TABLES)}
         assert rows["silver.activities"] == len(local["silver.activities"])
     finally:
-        manager.down(["s3proxy"])
+        manager.down(list(reversed(services)))

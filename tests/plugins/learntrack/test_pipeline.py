@@ -66,3 +66,42 @@ def test_run_chain_skips_the_stages_already_done_and_hands_their_results_on():
     calls.clear()
     out = run_chain(Settings(), interval, chain, done={"first": {"n": 41}})
     assert out == {"first": {"n": 41}, "second": {"n": 42}} and calls == ["second"]
+
+
+NO_JVM_PROBE = """
+import datetime as dt, json, sys
+from learntrack.intervals import Interval
+from learntrack.pipeline import STAGES, call_stage
+from learntrack.run_records import write_run_records
+from learntrack.settings import Settings
+
+settings, interval = Settings.from_env(), Interval.for_day(dt.date(2026, 3, 1))
+out = {name: call_stage(STAGES[name], settings, interval) for name in ("publish_cassandra", "publish_redis",
+                                                                        "publish_neo4j")}
+write_run_records(settings, "no-jvm-probe", interval, [{"stage": "publish_redis", "state": "success"}])
+print(json.dumps({"pyspark_imported": "pyspark" in sys.modules, "py4j_imported": "py4j" in sys.modules,
+                  "published_dates": {k: v.get("published_dates") for k, v in out.items()}}))
+"""
+
+
+def test_the_publish_stages_and_run_records_run_without_spark(stack, tmp_path):
+    """A publish task or record_run under Airflow is a process of its own: it must not import
+    pyspark (so no JVM starts), yet record its completion in the ledger, which Spark stages read."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from lake import ledger
+
+    s = stack.with_overrides(lake_root=str(tmp_path / "lake"), home=str(tmp_path / "home"), mongo_db="lt_test_nojvm",
+                             cassandra_keyspace="lt_test_nojvm", redis_prefix="lt_test_nojvm",
+                             neo4j_namespace="lt_test_nojvm")
+    proc = subprocess.run([sys.executable, "-c", NO_JVM_PROBE], env={**os.environ, **s.to_env()}, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["pyspark_imported"] is False and seen["py4j_imported"] is False, seen
+    assert seen["published_dates"] == {"publish_cassandra": [], "publish_redis": None, "publish_neo4j": []}
+    assert {r["stage"] for r in ledger.completions(s, "publish_cassandra")} == {"publish_cassandra"}
+    assert ledger.processed_up_to(s, "publish_neo4j") == "20260302T000000Z"
