@@ -52,8 +52,7 @@ def bronze_completeness(spark, settings: Settings, extracted: dict):
                           settings.extract_reconcile_days)
     mongo = client(settings)
     try:
-        counts = bucket_counts(spark, source, settings.lake_uri, mongo[settings.mongo_db][source.collection], days,
-                               upper)
+        counts = bucket_counts(settings, source, mongo[settings.mongo_db][source.collection], days, upper)
     finally:
         mongo.close()
     return spark.createDataFrame([(d, m, b, max(0, m - b)) for d, (m, b) in sorted(counts.items())],

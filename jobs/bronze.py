@@ -38,29 +38,36 @@ SOURCES = (
     Source("courses", BRONZE_COURSES, "updated_at", "updated_day", "updated_slot"),
 )
 
-def bronze_state(spark, table: Table, lake_root: str, batch_id: str) -> tuple[tuple[dt.datetime, Any] | None, int]:
+def bronze_state(settings: Settings, table: Table, batch_id: str) -> tuple[tuple[dt.datetime, Any] | None, int]:
     """(watermark, rows already in ``batch_id``) read back from the bronze table.
 
-    The watermark is the (write time, _id) of the newest extracted row; only the newest
-    ``ingest_date`` partition is read to find it.
+    The watermark is the (write time, _id) of the newest extracted row. Read through delta-rs
+    (lake.delta_rs): the newest ``ingest_date`` comes from the Delta log's partition values, then only
+    that partition's write times are read, and the batch's rows are counted from the batch_id
+    column, whose file statistics skip the files of other batches (no Spark job: 3 per source before).
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
     from bson import json_util
-    from pyspark.sql import functions as F
 
-    df = spark.read.format("delta").load(ensure_table(spark, table, lake_root))
-    top = df.agg(F.max("ingest_date").alias("d"),
-                 F.sum(F.when(F.col("batch_id") == batch_id, 1).otherwise(0)).alias("n")).first()
-    if top["d"] is None:
+    from lake import delta_rs, storage
+
+    if not delta_rs.exists(settings, table):
         return None, 0
-    newest = df.where(F.col("ingest_date") == F.lit(top["d"]))
-    ts = newest.agg(F.max("source_updated_at")).first()[0]
+    delta = storage.open_delta(settings, table.path(settings.lake_uri))
+    days = [str(p["ingest_date"]) for p in delta.partitions() if p.get("ingest_date") is not None]
+    if not days:
+        return None, 0
+    data = delta.to_pyarrow_dataset()
+    already = data.count_rows(filter=ds.field("batch_id") == batch_id)
+    in_newest = ds.field("ingest_date") == pa.scalar(dt.date.fromisoformat(max(days)), pa.date32())
+    ts = pc.max(data.to_table(filter=in_newest, columns=["source_updated_at"])["source_updated_at"])
     # Several documents may share the newest write time: take the last in MongoDB's own _id order
     # (BSON compares by type first, so a string id sorts before an ObjectId whatever its text).
-    ids = [json_util.loads(r["raw"])["_id"] for r in newest.where(F.col("source_updated_at") == F.lit(ts))
-           .select("raw").collect()]
-    last_id = max(ids, key=_bson_order)
-    ts = to_utc(ts)
-    return (ts, last_id), int(top["n"] or 0)
+    ties = data.to_table(filter=in_newest & (ds.field("source_updated_at") == ts), columns=["raw"])["raw"]
+    last_id = max((json_util.loads(raw)["_id"] for raw in ties.to_pylist()), key=_bson_order)
+    return (to_utc(ts.as_py()), last_id), int(already)
 
 
 def _bson_order(value: Any) -> tuple:
@@ -126,29 +133,47 @@ def reconcile_days(watermark, upper: dt.datetime, lookback_days: int) -> list[st
     return [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
 
 
-def bucket_counts(spark, source: Source, lake_root: str, collection, days: list[str], upper: dt.datetime):
+def _bronze_ids(settings: Settings, source: Source, days: list[str], upper: dt.datetime):
+    """(ingest_date, source_id) of bronze's rows in the day partitions ``days`` written up to ``upper``."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from lake import delta_rs
+
+    where = (ds.field("ingest_date").isin(pa.array([dt.date.fromisoformat(d) for d in days], pa.date32()))
+             & (ds.field("source_updated_at") <= pa.scalar(upper, pa.timestamp("us", tz="UTC"))))
+    return delta_rs.scan(settings, source.table, where, columns=["ingest_date", "source_id"])
+
+
+def bucket_counts(settings: Settings, source: Source, collection, days: list[str], upper: dt.datetime):
     """Per day bucket: (documents MongoDB holds written up to ``upper``, distinct ids bronze holds for
-    the same bucket and bound). Independent of the watermark: what the bronze gate compares."""
-    from pyspark.sql import functions as F
+    the same bucket and bound). Independent of the watermark: what the bronze gate compares.
 
-    bronze = spark.read.format("delta").load(ensure_table(spark, source.table, lake_root))
-    stored = {r["d"].isoformat(): r["n"] for r in bronze
-              .where(F.col("ingest_date").isin([dt.date.fromisoformat(d) for d in days])
-                     & (F.col("source_updated_at") <= F.lit(upper)))
-              .groupBy(F.col("ingest_date").alias("d")).agg(F.countDistinct("source_id").alias("n")).collect()}
-    return {d: (collection.count_documents({source.bucket_field: d, source.watermark_field: {"$lte": upper}}),
-                stored.get(d, 0)) for d in days}
+    A count on FerretDB reads the bucket's documents (as costly as reading them), so the buckets are
+    counted side by side; bronze's side is read through delta-rs meanwhile."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def in_mongo(day: str) -> int:
+        return collection.count_documents({source.bucket_field: day, source.watermark_field: {"$lte": upper}})
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(days), 4))) as pool:
+        counted = pool.map(in_mongo, days)
+        ids = _bronze_ids(settings, source, days, upper)
+        stored = {r["ingest_date"].isoformat(): r["source_id_count_distinct"]
+                  for r in ids.group_by("ingest_date").aggregate([("source_id", "count_distinct")]).to_pylist()}
+        return {d: (n, stored.get(d, 0)) for d, n in zip(days, counted)}
 
 
-def _missing_documents(spark, source: Source, lake_root: str, collection, day: str, upper: dt.datetime,
+def _missing_documents(settings: Settings, source: Source, collection, day: str, upper: dt.datetime,
                        batch_size: int) -> Iterator[dict]:
     """The bucket's documents (up to ``upper``) that bronze does not hold: one read of the bucket
     (an ``$in`` of ids is a scan of the whole collection on FerretDB)."""
-    from pyspark.sql import functions as F
+    import pyarrow.dataset as ds
 
-    bronze = spark.read.format("delta").load(ensure_table(spark, source.table, lake_root))
-    have = {r[0] for r in bronze.where(F.col("ingest_date") == F.lit(dt.date.fromisoformat(day)))
-            .select("source_id").distinct().collect()}
+    from lake import delta_rs
+
+    have = set(delta_rs.scan(settings, source.table, ds.field("ingest_date") == dt.date.fromisoformat(day),
+                             columns=["source_id"])["source_id"].to_pylist())
     for doc in collection.find({source.bucket_field: day, source.watermark_field: {"$lte": upper}}).batch_size(
             batch_size):
         if str(doc["_id"]) not in have:
@@ -202,7 +227,7 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
 
     path = ensure_table(spark, source.table, settings.lake_uri)
     # ``already``: rows an earlier attempt of this same batch committed (a re-run, or a crash mid-way).
-    watermark, already = bronze_state(spark, source.table, settings.lake_uri, interval.batch_id)
+    watermark, already = bronze_state(settings, source.table, interval.batch_id)
     now = dt.datetime.now(UTC)
     upper = min(interval.end, now - dt.timedelta(seconds=settings.extract_safety_lag_s))
     flt = _mongo_filter(source.watermark_field, watermark, upper)
@@ -245,12 +270,12 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
     # (Rows are committed first, so the count sees them; an append keeps the watermark: the
     # repaired rows are older than the newest row.)
     repaired = 0
-    for d, (in_mongo, in_bronze) in bucket_counts(spark, source, settings.lake_uri, collection,
+    for d, (in_mongo, in_bronze) in bucket_counts(settings, source, collection,
                                                   reconcile_days(watermark, upper, settings.extract_reconcile_days),
                                                   upper).items():
         if in_mongo > in_bronze:
             before = written
-            commit(_bronze_columns(_missing_documents(spark, source, settings.lake_uri, collection, d, upper,
+            commit(_bronze_columns(_missing_documents(settings, source, collection, d, upper,
                                                       settings.extract_batch_size),
                                    source, unreadable, settings.extract_commit_rows))
             repaired += written - before

@@ -50,10 +50,10 @@ def test_retention_keeps_the_newest_bronze_day_which_carries_the_watermark(spark
     path = ensure_table(spark, BRONZE_COURSES, fresh_lake.lake_uri)
     rows = [(cid, f'{{"_id": "{cid}"}}', at, "b", at, at.date()) for cid, at in (("c1", older), ("c2", old))]
     spark.createDataFrame(rows, BRONZE_COURSES.spark_schema()).write.format("delta").mode("append").save(path)
-    before, _ = bronze_state(spark, BRONZE_COURSES, fresh_lake.lake_uri, "b")
+    before, _ = bronze_state(fresh_lake, BRONZE_COURSES, "b")
 
     report = maintain(spark, fresh_lake, Interval.for_day(old.date() + dt.timedelta(days=200)),
                       tables=(BRONZE_COURSES,))
     assert report[0]["retention_deleted_rows"] == 1  # the older day goes; the newest stays
     assert [r["source_id"] for r in read_table(spark, BRONZE_COURSES, fresh_lake.lake_uri).collect()] == ["c2"]
-    assert bronze_state(spark, BRONZE_COURSES, fresh_lake.lake_uri, "b")[0] == before == (old, "c2")
+    assert bronze_state(fresh_lake, BRONZE_COURSES, "b")[0] == before == (old, "c2")
