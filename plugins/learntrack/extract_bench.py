@@ -86,7 +86,7 @@ def bench_extract(settings: Settings, activities: int, days: int = 10, keep: boo
     from learntrack.benchmarks import machine
     from learntrack.generator import GenParams
     from learntrack.intervals import Interval
-    from learntrack.lake_bench import END, EVENTS_PER_STUDENT_DAY, SEED, _load
+    from learntrack.lake_bench import END, EVENTS_PER_STUDENT_DAY, SEED, load_generated
     from learntrack.mongo_ops import client
     from lake.spark import spark_session
 
@@ -105,7 +105,7 @@ def bench_extract(settings: Settings, activities: int, days: int = 10, keep: boo
         echo(f"Reusing {have:,} activities in MongoDB {NAMESPACE}")
     else:
         echo(f"Loading {days} days, {params.students:,} students into MongoDB {NAMESPACE}...")
-        result["load"] = _load(base, params, echo)
+        result["load"] = load_generated(base, params, echo)
     start = dt.datetime.combine(params.start.date(), dt.time(), dt.timezone.utc)
     base = base.with_overrides(extract_first_day=start.date().isoformat())
     shutil.rmtree(root / "lakes", ignore_errors=True)

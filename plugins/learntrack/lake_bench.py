@@ -65,7 +65,9 @@ def wipe_sinks(settings: Settings) -> None:
     _wipe_neo4j(settings)
 
 
-def _load(settings: Settings, params, echo: Echo) -> dict:
+def load_generated(settings: Settings, params, echo: Echo) -> dict:
+    """Load a generated data set into the namespace's MongoDB database (dropped first): the
+    benchmarks' shared loader (lake, extract, targets); returns docs written, seconds, docs/s."""
     from learntrack.generator import Generator, is_clean
     from learntrack.mongo_ops import client, ensure_indexes, insert_activities, insert_raw
 
@@ -147,7 +149,7 @@ def bench_lake(settings: Settings, activities: int, history_days: int = 30, echo
     try:
         echo(f"Loading {params.days} days, {params.students:,} students, {params.courses:,} courses "
              f"into MongoDB {NAMESPACE}...")
-        result["load"] = _load(base, params, echo)
+        result["load"] = load_generated(base, params, echo)
         t0 = time.perf_counter()
         spark_session(base)
         result["spark_start_s"] = round(time.perf_counter() - t0, 1)

@@ -41,7 +41,7 @@ def _lake_rows(settings: Settings) -> dict[str, int]:
 def bench_targets(settings: Settings, activities: int, echo: Echo = print) -> dict:
     from learntrack.cli import run_dag
     from learntrack.generator import GenParams
-    from learntrack.lake_bench import EVENTS_PER_STUDENT_DAY, _load, wipe_sinks
+    from learntrack.lake_bench import EVENTS_PER_STUDENT_DAY, load_generated, wipe_sinks
     from learntrack.stack.manager import StackManager
     from learntrack.stack.services import S3PROXY_BUCKET, s3proxy_lake
 
@@ -56,7 +56,7 @@ def bench_targets(settings: Settings, activities: int, echo: Echo = print) -> di
     wipe_sinks(base)
     echo(f"Loading {activities:,} activities ({params.students:,} students, {params.courses} courses, "
          f"{DAYS} days) into {NAMESPACE}...")
-    loaded = _load(base, params, echo)
+    loaded = load_generated(base, params, echo)
 
     manager = StackManager(base, echo=lambda m: echo(f"  {m.strip()}"))
     manager.up(["s3proxy", "spark-master", "spark-worker"])

@@ -105,3 +105,17 @@ def test_every_key_and_class_we_configure_exists_in_the_installed_connector(base
         assert len(name).to_bytes(2, "big") + name.encode() in constants, f"{name} is not a key of {Path(class_file).stem}"
         if value.startswith("org.apache.hadoop."):
             _class_strings(jars, value.replace(".", "/") + ".class")
+
+
+def test_an_s3_scheme_lake_is_served_by_s3a_with_the_same_settings():
+    """``s3://`` (what AWS tools write) is mapped to S3A: Hadoop has no s3:// file system of its own.
+    The S3A settings and connector are the ``s3a://`` lake's, and delta-rs reads and commits it alike."""
+    from lake.delta_rs import write_options
+
+    s = _settings(lake_root="s3://bucket/lake", s3_region="eu-west-1")
+    assert storage.spark_conf(s) == {"spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+                                     "spark.hadoop.fs.s3a.endpoint.region": "eu-west-1"}
+    assert storage.delta_rs_options(s) == {"AWS_REGION": "eu-west-1"}
+    assert write_options(s) == {"AWS_REGION": "eu-west-1", "AWS_CONDITIONAL_PUT": "etag"}
+    assert storage.CONNECTORS["s3"] == "s3a" and storage.delta_rs_readable(s.lake_uri)
+    assert storage.local_path(s.lake_uri) is None
