@@ -51,12 +51,10 @@ def bronze_state(settings: Settings, table: Table, batch_id: str) -> tuple[tuple
     import pyarrow.dataset as ds
     from bson import json_util
 
-    from lake import delta_rs, storage
+    from lake import delta_rs
 
-    if not delta_rs.exists(settings, table):
-        return None, 0
-    delta = storage.open_delta(settings, table.path(settings.lake_uri))
-    days = [str(p["ingest_date"]) for p in delta.partitions() if p.get("ingest_date") is not None]
+    delta = delta_rs.open_table(settings, table)
+    days = delta_rs.partition_values(delta, "ingest_date")
     if not days:
         return None, 0
     data = delta.to_pyarrow_dataset()

@@ -18,28 +18,55 @@ def exists(settings, table) -> bool:
     return storage.is_delta_table(settings, table.path(settings.lake_uri))
 
 
+def open_table(settings, table):
+    """The table's delta-rs ``DeltaTable``, or None when it has not been written yet: one read of
+    the Delta log (on an object store, a separate existence check would read it twice)."""
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        return storage.open_delta(settings, table.path(settings.lake_uri))
+    except TableNotFoundError:
+        return None
+
+
 def dataset(settings, table):
     """The table's current version as a ``pyarrow.dataset`` (partition filters prune files)."""
     return storage.open_delta(settings, table.path(settings.lake_uri)).to_pyarrow_dataset()
 
 
+def partition_values(delta, column: str) -> list[str]:
+    """The distinct values of partition column ``column`` in ``delta`` (an ``open_table``), read from
+    the Delta log (no data file is opened), sorted; empty for None (a table not written yet)."""
+    if delta is None:
+        return []
+    return sorted({str(p[column]) for p in delta.partitions() if p.get(column) is not None})
+
+
 def scan(settings, table, where=None, columns: list[str] | None = None):
     """The rows matching ``where`` (a ``pyarrow.dataset`` expression) as an Arrow table; the
     declared schema with no rows when the table has not been written yet."""
-    if not exists(settings, table):
+    delta = open_table(settings, table)
+    if delta is None:
         schema = table.arrow_schema()
         return schema.empty_table().select(columns) if columns else schema.empty_table()
-    return dataset(settings, table).to_table(filter=where, columns=columns)
+    return delta.to_pyarrow_dataset().to_table(filter=where, columns=columns)
+
+
+def arrow_rows(batches) -> Iterator[dict[str, Any]]:
+    """Arrow record batches as dicts, the way the sinks take them: maps as dicts, timestamps as
+    aware UTC datetimes."""
+    for batch in batches:
+        yield from batch.to_pylist(maps_as_pydicts="strict")
 
 
 def rows(settings, table, where=None, columns: list[str] | None = None,
          batch_rows: int = 20_000) -> Iterator[dict[str, Any]]:
-    """The rows as dicts, streamed one record batch at a time (maps as dicts, timestamps as aware
-    UTC datetimes, as the sinks take them)."""
-    if not exists(settings, table):
+    """The rows as dicts (``arrow_rows``), streamed one record batch at a time."""
+    delta = open_table(settings, table)
+    if delta is None:
         return
-    for batch in dataset(settings, table).to_batches(filter=where, columns=columns, batch_size=batch_rows):
-        yield from batch.to_pylist(maps_as_pydicts="strict")
+    yield from arrow_rows(delta.to_pyarrow_dataset().to_batches(filter=where, columns=columns,
+                                                                batch_size=batch_rows))
 
 
 def write_options(settings) -> dict[str, str] | None:
@@ -56,11 +83,15 @@ def write_options(settings) -> dict[str, str] | None:
 def open_for_write(settings, table):
     """The delta-rs table, created from its declaration first when it does not exist yet."""
     from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
 
     path = table.path(settings.lake_uri)
     local = storage.local_path(path)
     uri = local if local is not None else path
-    if not exists(settings, table):
+    options = write_options(settings)
+    try:
+        return DeltaTable(uri, storage_options=options)
+    except TableNotFoundError:  # created by the first writer; "ignore" lets a racing one's stand
         DeltaTable.create(uri, schema=table.arrow_schema(), mode="ignore",
-                          partition_by=list(table.partition_by) or None, storage_options=write_options(settings))
-    return DeltaTable(uri, storage_options=write_options(settings))
+                          partition_by=list(table.partition_by) or None, storage_options=options)
+        return DeltaTable(uri, storage_options=options)

@@ -140,8 +140,10 @@ def _digest(table) -> str:
     return f"{total}:{rows}"
 
 
-def _batches_as_rows(table, batch_rows: int = 20_000):
-    return (r for b in table.to_batches(batch_rows) for r in b.to_pylist(maps_as_pydicts="strict"))
+def _rows(table, batch_rows: int = 20_000):
+    from lake.delta_rs import arrow_rows
+
+    return arrow_rows(table.to_batches(batch_rows))
 
 
 def publish_redis(settings: Settings, interval: Interval) -> dict:
@@ -151,20 +153,19 @@ def publish_redis(settings: Settings, interval: Interval) -> dict:
 
     import pyarrow.dataset as ds
 
-    from lake import delta_rs, storage
+    from lake import delta_rs
     from lake.tables import GOLD_STUDENT_COURSE_ENGAGEMENT, GOLD_STUDENT_ENGAGEMENT
     from learntrack.sinks.redis_sink import publish_scores
 
-    held = []  # the as-of days gold holds, from the Delta log's partition values (no data read)
-    if delta_rs.exists(settings, GOLD_STUDENT_ENGAGEMENT):
-        held = [dt.date.fromisoformat(p["as_of_date"]) for p in storage.open_delta(
-            settings, GOLD_STUDENT_ENGAGEMENT.path(settings.lake_uri)).partitions() if p.get("as_of_date")]
+    # the as-of days gold holds, from the Delta log's partition values (no data read)
+    held = [dt.date.fromisoformat(d) for d in delta_rs.partition_values(
+        delta_rs.open_table(settings, GOLD_STUDENT_ENGAGEMENT), "as_of_date")]
     as_of = max(filter(None, [*held, interval.as_of_date]))
     on_day = ds.field("as_of_date") == as_of
     students = delta_rs.scan(settings, GOLD_STUDENT_ENGAGEMENT, on_day)
     courses = delta_rs.scan(settings, GOLD_STUDENT_COURSE_ENGAGEMENT, on_day)
     digest = hashlib.sha256(f"{_digest(students)}|{_digest(courses)}".encode()).hexdigest()
-    out = publish_scores(settings, as_of, _batches_as_rows(students), _batches_as_rows(courses), digest=digest)
+    out = publish_scores(settings, as_of, _rows(students), _rows(courses), digest=digest)
     live = reconcile_live(settings, interval, as_of, students)
     return {**out, "live": live, "rows_out": out.get("published")}
 
@@ -179,7 +180,7 @@ def reconcile_live(settings: Settings, interval: Interval, as_of: dt.date, stude
     from learntrack.mongo_ops import activities_written_since, client
     from learntrack.sinks import redis_live
 
-    rebased = redis_live.rebase_scores(settings, as_of, _batches_as_rows(students.select(["student_id", "score"])))
+    rebased = redis_live.rebase_scores(settings, as_of, _rows(students.select(["student_id", "score"])))
     mongo = client(settings)
     try:
         tail = activities_written_since(mongo[settings.mongo_db], interval.end)

@@ -52,6 +52,9 @@ def test_rows_read_without_a_jvm_equal_sparks_rows_of_the_same_table(spark, fres
     want = read_table(spark, GOLD_STUDENT_ENGAGEMENT, fresh_lake.lake_uri).where("as_of_date > DATE'2026-03-01'")
     assert sorted(picked.column("student_id").to_pylist()) == sorted(r["student_id"] for r in want.collect())
     assert picked.num_rows == 6
+    # the partition values come from the log, as the days Spark wrote
+    delta = delta_rs.open_table(fresh_lake, GOLD_STUDENT_ENGAGEMENT)
+    assert delta_rs.partition_values(delta, "as_of_date") == [d.isoformat() for d in days]
 
 
 def test_a_table_not_written_yet_reads_as_no_rows_with_its_declared_columns(fresh_lake):
@@ -61,6 +64,8 @@ def test_a_table_not_written_yet_reads_as_no_rows_with_its_declared_columns(fres
     assert list(delta_rs.rows(fresh_lake, GOLD_COURSE_DAILY)) == []
     empty = delta_rs.scan(fresh_lake, GOLD_COURSE_DAILY, columns=["course_id"])
     assert empty.num_rows == 0 and empty.column_names == ["course_id"]
+    assert delta_rs.open_table(fresh_lake, GOLD_COURSE_DAILY) is None
+    assert delta_rs.partition_values(None, "day") == []
 
 
 def test_the_ledger_written_without_spark_is_the_table_spark_reads_and_concurrent_records_all_land(spark, fresh_lake):
