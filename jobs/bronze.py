@@ -147,12 +147,22 @@ def bucket_counts(settings: Settings, source: Source, collection, days: list[str
     """Per day bucket: (documents MongoDB holds written up to ``upper``, distinct ids bronze holds for
     the same bucket and bound). Independent of the watermark: what the bronze gate compares.
 
-    A count on FerretDB reads the bucket's documents (as costly as reading them), so the buckets are
+    A count on FerretDB reads the bucket's documents (as costly as reading them) and holds them in
+    memory, so there the ids are streamed and counted (``mongo_count_method``), and the buckets are
     counted side by side; bronze's side is read through delta-rs meanwhile."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from learntrack.mongo_ops import count_matching
+
+    method = settings.mongo_count_method
+    if method == "auto":  # asked once, not once per bucket
+        from learntrack.mongo_ops import counts_by_streaming
+
+        method = "stream" if counts_by_streaming(collection.database) else "server"
+
     def in_mongo(day: str) -> int:
-        return collection.count_documents({source.bucket_field: day, source.watermark_field: {"$lte": upper}})
+        return count_matching(collection, {source.bucket_field: day, source.watermark_field: {"$lte": upper}},
+                              method, settings.extract_batch_size)
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(days), 4))) as pool:
         counted = pool.map(in_mongo, days)

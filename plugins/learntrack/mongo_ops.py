@@ -295,6 +295,27 @@ def sweep_write_metadata(db, now: dt.datetime | None = None) -> dict[str, int]:
     return stamped
 
 
+COUNT_METHODS = ("auto", "server", "stream")
+
+
+def counts_by_streaming(db) -> bool:
+    """Whether this server materialises a count (FerretDB 1.x holds every matching document in
+    memory before counting), so a large bucket is counted by streaming its ids instead."""
+    return bool(db.client.admin.command("buildInfo").get("ferretdbVersion"))
+
+
+def count_matching(collection, flt: Mapping[str, Any], method: str = "auto", batch_size: int = 10_000) -> int:
+    """Documents matching ``flt``: ``count_documents``, or the matching ``_id``s streamed and
+    counted on the client (``method``: one of ``COUNT_METHODS``; "auto" asks the server)."""
+    if method not in COUNT_METHODS:
+        raise ValueError(f"unknown count method {method!r}: one of {', '.join(COUNT_METHODS)}")
+    if method == "auto":
+        method = "stream" if counts_by_streaming(collection.database) else "server"
+    if method == "server":
+        return collection.count_documents(dict(flt))
+    return sum(1 for _ in collection.find(dict(flt), {"_id": 1}).batch_size(batch_size))
+
+
 def activities_written_since(db, since: dt.datetime, now: dt.datetime | None = None) -> Iterable[dict]:
     """Activities written at or after ``since``, bucket by bucket up to today's (index reads; a range
     on ``ingested_at`` alone is a scan of the whole collection on FerretDB and on MongoDB)."""

@@ -34,6 +34,11 @@ class Settings:
     mongo_server_selection_timeout_s: float = 5.0
     mongo_connect_timeout_s: float = 5.0
     mongo_socket_timeout_s: float = 120.0
+    # How the extraction's reconciliation and the bronze gate count a day bucket: "server"
+    # (count_documents: an index count on MongoDB), "stream" (stream the bucket's _ids and count
+    # them: bounded memory where the server materialises a count, as FerretDB 1.x does: 20 GB for a
+    # 6.7M-document bucket) or "auto" (stream on FerretDB, server count elsewhere).
+    mongo_count_method: str = "auto"
     redis_url: str = ""
     redis_prefix: str = "learntrack"
     # Everything a publish writes to Redis expires unless a later publish renews it (days).
@@ -185,6 +190,8 @@ class Settings:
         for name, value in local.items():
             if not getattr(self, name):
                 object.__setattr__(self, name, value)
+        if self.mongo_count_method not in ("auto", "server", "stream"):
+            raise ValueError(f"LEARNTRACK_MONGO_COUNT_METHOD={self.mongo_count_method!r}: use auto, server or stream")
 
     # ------------------------------------------------------------------------------------------
     @classmethod

@@ -210,3 +210,35 @@ def test_write_slots_are_ten_utc_minutes_whatever_the_offset():
     got = slots_between(dt.datetime(2026, 1, 6, 23, 45, tzinfo=UTC), dt.datetime(2026, 1, 7, 0, 10, tzinfo=UTC))
     assert got == ["2026-01-06T23:40", "2026-01-06T23:50", "2026-01-07T00:00", "2026-01-07T00:10"]
     assert len(slots_between(dt.datetime(2026, 1, 7, tzinfo=UTC), dt.datetime(2026, 1, 7, 23, 59, tzinfo=UTC))) == 144
+
+
+@pytest.mark.stack
+def test_a_bucket_counted_by_streaming_ids_equals_the_servers_count(db):
+    """FerretDB materialises a count (20 GB for a 6.7M-document bucket), so there the bucket's ids
+    are streamed and counted; both methods must give the same number for the same filter, including
+    the upper bound on the write time and documents of other buckets."""
+    from learntrack.mongo_ops import count_matching, counts_by_streaming, insert_activities, insert_raw
+
+    t0 = dt.datetime(2026, 2, 1, 23, 50, tzinfo=UTC)
+    docs = [{"event_id": f"cnt-{i}", "student_id": f"s{i % 7}", "course_id": "c1", "event_type": "page_view",
+             "event_time": t0 + dt.timedelta(minutes=i)} for i in range(25)]
+    for i, d in enumerate(docs):  # 10 written on Feb 1, 15 on Feb 2
+        insert_activities(db, [d], now=t0 + dt.timedelta(minutes=i))
+    insert_raw(db, [{"_id": "raw-1", "ingest_day": "2026-02-01", "ingested_at": t0 + dt.timedelta(minutes=3)},
+                    {"_id": "raw-2", "ingest_day": "2026-02-01"}])  # no write time: outside the bound
+    upper = t0 + dt.timedelta(minutes=5)
+    for flt, want in (({"ingest_day": "2026-02-01", "ingested_at": {"$lte": upper}}, 7),
+                      ({"ingest_day": "2026-02-01"}, 12), ({"ingest_day": "2026-02-02"}, 15),
+                      ({"ingest_day": "2026-02-03"}, 0)):
+        got = {m: count_matching(db.activities, flt, m, batch_size=4) for m in ("server", "stream", "auto")}
+        assert got == {"server": want, "stream": want, "auto": want}, (flt, got)
+    assert counts_by_streaming(db) is True  # the local stack's server is FerretDB
+    with pytest.raises(ValueError, match="count method"):
+        count_matching(db.activities, {}, "guess")
+
+
+def test_an_unknown_count_method_is_refused_with_the_variable_to_fix():
+    from learntrack.settings import Settings
+
+    with pytest.raises(ValueError, match="LEARNTRACK_MONGO_COUNT_METHOD"):
+        Settings(mongo_count_method="exact")
