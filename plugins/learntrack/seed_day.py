@@ -41,6 +41,10 @@ STUDENTS = 2_000_000
 COURSES = 100_000
 ACTIVITIES = 7_000_000
 PART_STUDENTS = 50_000
+#: The profiles were written over the 30 days before the day, a 10-minute slot holding about 460 of
+#: them. All at one instant (the generator's shape) put 2M profiles in one slot: FerretDB sorts a
+#: slot in memory before the first reply (14 GB, then the client's timeout; ADR 31).
+PROFILE_SPREAD_DAYS = 30
 EVENTS_PER_ACTIVE_STUDENT_DAY = 11.0  # what the generator yields per active student-day (measured: 10.8-11.2)
 Echo = Callable[[str], None]
 
@@ -78,6 +82,19 @@ def part_batch(params, first: int, stop: int) -> list[dict]:
     return [doc for s in range(first, stop) for doc in _Day(gen, s, 0).generate()]
 
 
+def profile(gen, s: int) -> dict:
+    """Student ``s``'s profile, written at its own time in the ``PROFILE_SPREAD_DAYS`` before the day
+    (deterministic: the same whenever a part is generated)."""
+    from learntrack.mongo_ops import write_buckets
+
+    spread = PROFILE_SPREAD_DAYS * 86_400
+    written = (dt.datetime.combine(DAY, dt.time(), dt.timezone.utc) - dt.timedelta(seconds=spread)
+               + dt.timedelta(seconds=(s * 7_919) % spread))
+    doc = gen.student(s)
+    return {**doc, "created_at": written, "updated_at": written,
+            **write_buckets(written, "updated_day", "updated_slot")}
+
+
 def _progress_doc(db) -> dict:
     return db.seed_progress.find_one({"_id": "load"}) or {"_id": "load", "parts_done": []}
 
@@ -95,7 +112,12 @@ def load(settings: Settings, students: int = STUDENTS, courses: int = COURSES, a
     try:
         db = mongo[base.mongo_db]
         state = _progress_doc(db)
-        wanted = {"students": students, "courses": courses, "activities": activities, "part_students": part_students}
+        wanted = {"students": students, "courses": courses, "activities": activities, "part_students": part_students,
+                  "profile_spread_days": PROFILE_SPREAD_DAYS}
+        if state.get("params") == {k: v for k, v in wanted.items() if k != "profile_spread_days"}:
+            # a load from before the profiles were spread: rewrite them, the activities stay
+            _spread_profiles(db, params, students, part_students, echo)
+            state["params"] = wanted
         if state.get("params", wanted) != wanted:
             raise SystemExit(f"{namespace} holds a load with other parameters ({state['params']}); "
                              f"run `learntrack bench seed-day reset` first")
@@ -111,7 +133,7 @@ def load(settings: Settings, students: int = STUDENTS, courses: int = COURSES, a
             t0 = time.perf_counter()
             gen = Generator(params)
             batch = part_batch(params, first, stop)
-            counts = _write(db, (gen.student(s) for s in range(first, stop)), iter(()), iter([batch]), progress=None)
+            counts = _write(db, (profile(gen, s) for s in range(first, stop)), iter(()), iter([batch]), progress=None)
             db.seed_progress.update_one({"_id": "load"}, {"$addToSet": {"parts_done": first}})
             secs = time.perf_counter() - t0
             for k in ("activities_inserted", "activities_duplicate", "raw_written", "students"):
@@ -127,6 +149,19 @@ def load(settings: Settings, students: int = STUDENTS, courses: int = COURSES, a
         return {"totals": totals, "parts_done": len(state["parts_done"]), "parts_left": left}
     finally:
         mongo.close()
+
+
+def _spread_profiles(db, params, students: int, part_students: int, echo: Echo) -> None:
+    """Rewrite the profiles of a load made before ``PROFILE_SPREAD_DAYS`` (one write instant)."""
+    from learntrack.generator import Generator, _write
+
+    gen = Generator(params)
+    t0 = time.perf_counter()
+    for first, stop in parts(students, part_students):
+        _write(db, (profile(gen, s) for s in range(first, stop)), iter(()), iter(()), progress=None)
+        echo(f"  profiles {first:,}..{stop - 1:,} rewritten over {PROFILE_SPREAD_DAYS} days "
+             f"({time.perf_counter() - t0:.0f} s so far)")
+    db.seed_progress.update_one({"_id": "load"}, {"$set": {"params.profile_spread_days": PROFILE_SPREAD_DAYS}})
 
 
 class MemorySampler:

@@ -26,6 +26,26 @@ def test_the_activity_rate_is_reached_through_the_active_share():
     assert 0.9 * 70_000 <= written <= 1.1 * 70_000, written
 
 
+def test_profiles_are_written_over_the_month_before_the_day_a_few_to_a_slot():
+    """All 2M profiles at one instant put them in one 10-minute slot, which FerretDB sorted in
+    memory (14 GB) before its first reply: the seed day's profiles are spread, deterministically."""
+    import collections
+    import datetime as dt
+
+    from learntrack.generator import Generator
+
+    gen = Generator(seed_day.seed_params(students=20_000, courses=50, activities=1_000))
+    docs = [seed_day.profile(gen, s) for s in range(20_000)]
+    day = dt.datetime.combine(seed_day.DAY, dt.time(), dt.timezone.utc)
+    assert all(day - dt.timedelta(days=seed_day.PROFILE_SPREAD_DAYS) <= d["updated_at"] < day for d in docs)
+    per_slot = collections.Counter(d["updated_slot"] for d in docs)
+    assert len(per_slot) > 4_000 and max(per_slot.values()) <= 10  # ~4,320 slots in 30 days
+    assert all(d["updated_day"] == d["updated_at"].date().isoformat() for d in docs)
+    assert seed_day.profile(gen, 123) == docs[123]  # the same whenever a part is generated again
+    assert {k: v for k, v in docs[5].items() if not k.startswith(("updated", "created"))} == {
+        k: v for k, v in gen.student(5).items() if not k.startswith(("updated", "created"))}
+
+
 def test_load_in_parts_resumes_and_writes_every_document_once(stack):
     from learntrack.generator import generate, is_clean
     from learntrack.mongo_ops import client, insert_activities
@@ -53,6 +73,14 @@ def test_load_in_parts_resumes_and_writes_every_document_once(stack):
 
         again = seed_day.load(stack, **sizes, echo=lambda m: None, namespace=NS)  # nothing left to do
         assert again["totals"]["activities_inserted"] == 0
+        assert db.activities.count_documents({}) == len(want_ids)
+
+        # A load from before the profiles were spread has them rewritten; its activities stay.
+        stamped = db.students.find_one({"_id": "s0000007"})["updated_at"]
+        db.students.update_many({}, {"$set": {"updated_at": stamped}})
+        db.seed_progress.update_one({"_id": "load"}, {"$unset": {"params.profile_spread_days": ""}})
+        seed_day.load(stack, **sizes, echo=lambda m: None, namespace=NS)
+        assert len(db.students.distinct("updated_at")) == 150
         assert db.activities.count_documents({}) == len(want_ids)
 
         with pytest.raises(SystemExit, match="other parameters"):
