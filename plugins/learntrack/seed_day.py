@@ -157,8 +157,12 @@ def _spread_profiles(db, params, students: int, part_students: int, echo: Echo) 
 
     gen = Generator(params)
     t0 = time.perf_counter()
+    done = set(_progress_doc(db).get("profiles_spread", []))  # resumable, part by part
     for first, stop in parts(students, part_students):
+        if first in done:
+            continue
         _write(db, (profile(gen, s) for s in range(first, stop)), iter(()), iter(()), progress=None)
+        db.seed_progress.update_one({"_id": "load"}, {"$addToSet": {"profiles_spread": first}})
         echo(f"  profiles {first:,}..{stop - 1:,} rewritten over {PROFILE_SPREAD_DAYS} days "
              f"({time.perf_counter() - t0:.0f} s so far)")
     db.seed_progress.update_one({"_id": "load"}, {"$set": {"params.profile_spread_days": PROFILE_SPREAD_DAYS}})
