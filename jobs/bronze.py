@@ -152,13 +152,9 @@ def bucket_counts(settings: Settings, source: Source, collection, days: list[str
     counted side by side; bronze's side is read through delta-rs meanwhile."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from learntrack.mongo_ops import count_matching
+    from learntrack.mongo_ops import count_matching, count_method
 
-    method = settings.mongo_count_method
-    if method == "auto":  # asked once, not once per bucket
-        from learntrack.mongo_ops import counts_by_streaming
-
-        method = "stream" if counts_by_streaming(collection.database) else "server"
+    method = count_method(collection.database, settings.mongo_count_method)  # asked once, not per bucket
 
     def in_mongo(day: str) -> int:
         return count_matching(collection, {source.bucket_field: day, source.watermark_field: {"$lte": upper}},

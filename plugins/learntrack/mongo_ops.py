@@ -304,14 +304,19 @@ def counts_by_streaming(db) -> bool:
     return bool(db.client.admin.command("buildInfo").get("ferretdbVersion"))
 
 
-def count_matching(collection, flt: Mapping[str, Any], method: str = "auto", batch_size: int = 10_000) -> int:
-    """Documents matching ``flt``: ``count_documents``, or the matching ``_id``s streamed and
-    counted on the client (``method``: one of ``COUNT_METHODS``; "auto" asks the server)."""
+def count_method(db, method: str) -> str:
+    """``method`` checked, and "auto" resolved for this server (asked once: callers keep the answer)."""
     if method not in COUNT_METHODS:
         raise ValueError(f"unknown count method {method!r}: one of {', '.join(COUNT_METHODS)}")
     if method == "auto":
-        method = "stream" if counts_by_streaming(collection.database) else "server"
-    if method == "server":
+        return "stream" if counts_by_streaming(db) else "server"
+    return method
+
+
+def count_matching(collection, flt: Mapping[str, Any], method: str = "auto", batch_size: int = 10_000) -> int:
+    """Documents matching ``flt``: ``count_documents``, or the matching ``_id``s streamed and
+    counted on the client (``method``: one of ``COUNT_METHODS``; "auto" asks the server)."""
+    if count_method(collection.database, method) == "server":
         return collection.count_documents(dict(flt))
     return sum(1 for _ in collection.find(dict(flt), {"_id": 1}).batch_size(batch_size))
 
