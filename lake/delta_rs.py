@@ -14,10 +14,6 @@ from typing import Any, Iterator
 from lake import storage
 
 
-def exists(settings, table) -> bool:
-    return storage.is_delta_table(settings, table.path(settings.lake_uri))
-
-
 def open_table(settings, table):
     """The table's delta-rs ``DeltaTable``, or None when it has not been written yet: one read of
     the Delta log (on an object store, a separate existence check would read it twice)."""
@@ -27,11 +23,6 @@ def open_table(settings, table):
         return storage.open_delta(settings, table.path(settings.lake_uri))
     except TableNotFoundError:
         return None
-
-
-def dataset(settings, table):
-    """The table's current version as a ``pyarrow.dataset`` (partition filters prune files)."""
-    return storage.open_delta(settings, table.path(settings.lake_uri)).to_pyarrow_dataset()
 
 
 def partition_values(delta, column: str) -> list[str]:

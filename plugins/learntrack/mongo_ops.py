@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from learntrack.activity_model import EVENT_TYPES, REGIONS, validate_activity
-from learntrack.settings import Settings
+from learntrack.settings import COUNT_METHODS, Settings
 
 DUPLICATE_KEY = 11000
 
@@ -293,9 +293,6 @@ def sweep_write_metadata(db, now: dt.datetime | None = None) -> dict[str, int]:
             db[name].bulk_write(ops, ordered=False)
         stamped[name] = len(ops)
     return stamped
-
-
-COUNT_METHODS = ("auto", "server", "stream")
 
 
 def counts_by_streaming(db) -> bool:

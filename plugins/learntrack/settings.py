@@ -20,6 +20,10 @@ def _default_home() -> str:
     return str(PROJECT_ROOT / ".local")
 
 
+#: How a MongoDB day bucket may be counted (``mongo_count_method``; ``mongo_ops.count_matching``).
+COUNT_METHODS = ("auto", "server", "stream")
+
+
 @dataclass(frozen=True)
 class Settings:
     # --- where local state lives (stack data, tools, logs, lake, Airflow home) ---------------
@@ -190,7 +194,7 @@ class Settings:
         for name, value in local.items():
             if not getattr(self, name):
                 object.__setattr__(self, name, value)
-        if self.mongo_count_method not in ("auto", "server", "stream"):
+        if self.mongo_count_method not in COUNT_METHODS:
             raise ValueError(f"LEARNTRACK_MONGO_COUNT_METHOD={self.mongo_count_method!r}: use auto, server or stream")
 
     # ------------------------------------------------------------------------------------------
