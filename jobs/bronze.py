@@ -14,7 +14,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from lake.delta import ensure_table
 from lake.tables import BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, Table
 from learntrack import faults
 from learntrack.intervals import UTC, Interval, to_utc
@@ -116,11 +115,6 @@ def _after_watermark(docs: Iterable[dict], field: str, watermark) -> Iterator[di
         if isinstance(written, dt.datetime) and written == ts and _bson_order(doc["_id"]) <= last:
             continue
         yield doc
-
-
-def _append(df, path: str) -> None:
-    """One Delta commit: the rows and (being the newest rows) the watermark move together."""
-    df.write.format("delta").mode("append").save(path)
 
 
 def reconcile_days(watermark, upper: dt.datetime, lookback_days: int) -> list[str]:
@@ -225,11 +219,16 @@ def _arrow_rows(table: Table, cols: dict[str, list], batch_id: str, extracted_at
     return pa.table([pa.array(data[f.name], f.type) for f in schema], schema=schema)
 
 
-def extract_source(spark, settings: Settings, interval: Interval, source: Source, db,
+def extract_source(settings: Settings, interval: Interval, source: Source, db,
                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Append ``source``'s documents written after bronze's watermark, up to the interval's end, to
+    its bronze table; then reconcile the recent day buckets by count. Each chunk is one Delta commit
+    through delta-rs (no JVM: the Arrow chunk is written as it is; ADR 32), so the rows and, being
+    the newest rows, the watermark move together."""
+    from lake import delta_rs
     from learntrack.batches import read_ahead
 
-    path = ensure_table(spark, source.table, settings.lake_uri)
+    delta = delta_rs.open_for_write(settings, source.table)
     # ``already``: rows an earlier attempt of this same batch committed (a re-run, or a crash mid-way).
     watermark, already = bronze_state(settings, source.table, interval.batch_id)
     now = dt.datetime.now(UTC)
@@ -237,7 +236,6 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
     flt = _mongo_filter(source.watermark_field, watermark, upper)
     collection = db[source.collection]
     slots = _slots(collection, source, watermark, upper, settings.extract_first_day)
-    schema = source.table.spark_schema()
     written = 0
     unreadable: list[str] = []
     extracted_at = now  # aware: a naive value would be read as the host's local time
@@ -245,8 +243,7 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
     def commit(chunks: Iterable[dict[str, list]]) -> None:
         nonlocal written
         for cols in chunks:
-            _append(spark.createDataFrame(_arrow_rows(source.table, cols, interval.batch_id, extracted_at), schema),
-                    path)
+            delta_rs.append(delta, _arrow_rows(source.table, cols, interval.batch_id, extracted_at))
             written += len(cols["source_id"])
             faults.point(settings, f"bronze.{source.table.name}.committed")
             if progress:
@@ -264,8 +261,8 @@ def extract_source(spark, settings: Settings, interval: Interval, source: Source
                 .sort([(source.watermark_field, 1), ("_id", 1)]).batch_size(settings.extract_batch_size),
                 source.watermark_field, watermark)
 
-    # The next chunk is read and encoded (waiting on MongoDB) while this one is committed (waiting on
-    # the JVM); commits stay in watermark order, so a crash still leaves a consistent prefix.
+    # The next chunk is read and encoded (waiting on MongoDB) while this one is committed (in
+    # delta-rs, which releases the GIL); commits stay in watermark order, so a crash still leaves a consistent prefix.
     commit(read_ahead(_bronze_columns(new_documents(), source, unreadable, settings.extract_commit_rows)))
     new_rows = written
 
@@ -304,14 +301,14 @@ def extraction_db(settings: Settings, mongo):
         tz_aware=True, tzinfo=UTC, datetime_conversion=DatetimeConversion.DATETIME_AUTO))
 
 
-def extract_bronze(spark, settings: Settings, interval: Interval,
+def extract_bronze(settings: Settings, interval: Interval,
                    progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Extract every source collection's new documents up to the interval end."""
+    """Extract every source collection's new documents up to the interval end (no SparkSession)."""
     from learntrack.mongo_ops import client
 
     mongo = client(settings)
     try:
         db = extraction_db(settings, mongo)
-        return [extract_source(spark, settings, interval, src, db, progress) for src in SOURCES]
+        return [extract_source(settings, interval, src, db, progress) for src in SOURCES]
     finally:
         mongo.close()

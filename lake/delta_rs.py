@@ -1,8 +1,9 @@
-"""The lake without a JVM: declared tables read as Arrow, and small writes, through delta-rs.
+"""The lake without a JVM: declared tables read as Arrow, and appends and small writes, through delta-rs.
 
 The publish stages only read gold (and silver's logins) and record their completion in the stage
-ledger; doing that through delta-rs spares each publish task a JVM and a SparkSession (10–20 s per
-task process under Airflow, and several Spark jobs per table in-process). The same store and
+ledger, and extraction appends Arrow chunks to bronze; doing that through delta-rs spares each of
+those task processes a JVM and a SparkSession (10–20 s per task process under Airflow, and several
+Spark jobs per table in-process, with each chunk shipped to the JVM inside a task: ADR 32). The same store and
 credentials as Spark's come from ``lake.storage``. Spark and delta-rs write the same Delta
 protocol; tables stay readable by both (no deletion vectors, no column mapping: ADR 30).
 """
@@ -86,3 +87,11 @@ def open_for_write(settings, table):
         DeltaTable.create(uri, schema=table.arrow_schema(), mode="ignore",
                           partition_by=list(table.partition_by) or None, storage_options=options)
         return DeltaTable(uri, storage_options=options)
+
+
+def append(delta, data) -> None:
+    """One Delta commit appending ``data`` (Arrow, in the table's declared schema) to ``delta`` (an
+    ``open_for_write``), which then describes the table as of that commit."""
+    from deltalake import write_deltalake
+
+    write_deltalake(delta, data, mode="append")

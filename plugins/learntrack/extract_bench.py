@@ -6,14 +6,15 @@ generator and loader, seed 4242, days in 2024) is loaded into MongoDB database `
 
 - **plain read** (the baseline): a pymongo ``find`` of every day bucket, decoded to dicts with
   extraction's codec options, nothing else done with them;
-- **count**: ``count_documents`` of every bucket with the upper bound, as the bronze gate counts;
+- **count**: every bucket counted with the upper bound, as the bronze gate counts
+  (``mongo_ops.count_matching`` with the settings' ``mongo_count_method``);
 - **extract**: ``jobs.bronze.extract_source`` for activities into a fresh lake, one interval
-  covering every day: sorted read, Extended JSON, Arrow, Delta commits, and its own reconciliation
+  covering every day: sorted read, Extended JSON, Arrow, Delta commits (delta-rs), and its own reconciliation
   count of the last buckets (``extract_reconcile_days``). It starts from the data's first day
   (``extract_first_day``); the search a first run makes without it (the oldest bucket, which
   FerretDB finds by scanning the whole collection) is timed on its own, once.
 
-The SparkSession starts before any timing. Ratios compare figures of the same round.
+Extraction needs no SparkSession (ADR 32), so none is started. Ratios compare figures of the same round.
 """
 
 from __future__ import annotations
@@ -47,24 +48,26 @@ def plain_read(settings: Settings, buckets: list[str]) -> int:
 
 
 def count_buckets(settings: Settings, buckets: list[str], upper: dt.datetime) -> int:
-    from learntrack.mongo_ops import client
+    from learntrack.mongo_ops import client, count_matching, count_method
 
     mongo = client(settings)
     try:
         coll = _db(settings, mongo).activities
-        return sum(coll.count_documents({"ingest_day": d, "ingested_at": {"$lte": upper}}) for d in buckets)
+        method = count_method(coll.database, settings.mongo_count_method)
+        return sum(count_matching(coll, {"ingest_day": d, "ingested_at": {"$lte": upper}}, method,
+                                  settings.extract_batch_size) for d in buckets)
     finally:
         mongo.close()
 
 
-def extract(spark, settings: Settings, interval) -> int:
+def extract(settings: Settings, interval) -> int:
     from jobs.bronze import SOURCES, extract_source
     from learntrack.mongo_ops import client
 
     mongo = client(settings)
     try:
         source = next(s for s in SOURCES if s.collection == "activities")
-        return extract_source(spark, settings, interval, source, _db(settings, mongo))["extracted"]
+        return extract_source(settings, interval, source, _db(settings, mongo))["extracted"]
     finally:
         mongo.close()
 
@@ -88,7 +91,6 @@ def bench_extract(settings: Settings, activities: int, days: int = 10, keep: boo
     from learntrack.intervals import Interval
     from learntrack.lake_bench import END, EVENTS_PER_STUDENT_DAY, SEED, load_generated
     from learntrack.mongo_ops import client
-    from lake.spark import spark_session
 
     root = settings.home_path / "bench-extract"
     base = settings.with_overrides(mongo_db=NAMESPACE, home=str(root / "home"), spark_jars_dir=str(settings.jars_dir))
@@ -111,9 +113,6 @@ def bench_extract(settings: Settings, activities: int, days: int = 10, keep: boo
     shutil.rmtree(root / "lakes", ignore_errors=True)
     interval = Interval(start, END + dt.timedelta(days=2))
     buckets = [(start.date() + dt.timedelta(days=i)).isoformat() for i in range((interval.end - start).days + 1)]
-    t0 = time.perf_counter()
-    spark = spark_session(base)
-    echo(f"SparkSession started in {time.perf_counter() - t0:.1f} s (not timed below)")
 
     def timed(name: str, fn) -> dict:
         t = time.perf_counter()
@@ -128,7 +127,7 @@ def bench_extract(settings: Settings, activities: int, days: int = 10, keep: boo
         one = {"plain_read": timed("plain read", lambda: plain_read(base, buckets)),
                "count": timed("count", lambda: count_buckets(base, buckets, interval.end)),
                "extract": timed("extract", lambda: extract(
-                   spark, base.with_overrides(lake_root=str(root / "lakes" / f"round-{r}")), interval))}
+                   base.with_overrides(lake_root=str(root / "lakes" / f"round-{r}")), interval))}
         one["extract_vs_plain"] = round(one["extract"]["docs_per_s"] / max(one["plain_read"]["docs_per_s"], 1), 3)
         one["count_vs_plain"] = round(one["plain_read"]["seconds"] / max(one["count"]["seconds"], 1e-9), 3)
         echo(f"  extraction at {one['extract_vs_plain']:.0%} of the plain read rate; a count costs "

@@ -33,7 +33,7 @@ def _spark(settings: Settings):
 def extract_bronze(settings: Settings, interval: Interval, progress: Progress | None = None) -> dict[str, Any]:
     from jobs.bronze import extract_bronze as extract
 
-    sources = extract(_spark(settings), settings, interval, progress)
+    sources = extract(settings, interval, progress)  # through delta-rs: no JVM (ADR 32)
     return {"sources": sources, "rows_out": sum(s["extracted"] for s in sources)}
 
 

@@ -48,22 +48,49 @@ def test_incremental_exactly_once_with_ties_on_the_write_time(world, spark):
     first = [doc(i, T1) for i in range(4)] + [doc(90, T1, oid=True)]
     db.activities.insert_many(first)
     day1 = Interval.for_day(T1.date())
-    out = extract_source(spark, settings, day1, activities, db)
+    out = extract_source(settings, day1, activities, db)
     assert (out["new_rows"], out["extracted"], out["repaired_behind_watermark"]) == (5, 5, 0)
-    assert extract_source(spark, settings, day1, activities, db)["extracted"] == 0  # re-run adds nothing
+    assert extract_source(settings, day1, activities, db)["extracted"] == 0  # re-run adds nothing
 
     later = [doc(10, T1 + dt.timedelta(hours=1)), doc(11, T1 + dt.timedelta(hours=1), oid=True),
              doc(12, T1 + dt.timedelta(days=1))]
     db.activities.insert_many(later)
-    out = extract_source(spark, settings, day1, activities, db)
+    out = extract_source(settings, day1, activities, db)
     assert out["extracted"] == 2  # the document written on the next day waits for its interval
-    out = extract_source(spark, settings, Interval.for_day((T1 + dt.timedelta(days=1)).date()), activities, db)
+    out = extract_source(settings, Interval.for_day((T1 + dt.timedelta(days=1)).date()), activities, db)
     assert out["extracted"] == 1
     assert bronze_ids(spark, settings) == sorted(str(d["_id"]) for d in first + later)
 
 
+def test_spark_reads_what_extraction_wrote_through_delta_rs_with_the_declared_schema(world, spark):
+    """Extraction commits through delta-rs (no JVM, ADR 32); silver reads bronze in Spark. The table
+    delta-rs created must be the declared one to Spark: same columns, types and partitioning, and
+    the raw document intact."""
+    import json
+
+    from lake.delta import read_table
+    from lake.tables import BRONZE_ACTIVITIES
+    from jobs.bronze import extract_bronze
+    from learntrack.intervals import Interval
+
+    settings, db = world
+    db.activities.insert_many([doc(i, T1 + dt.timedelta(minutes=i)) for i in range(3)])
+    extract_bronze(settings, Interval.for_day(T1.date()))
+    df = read_table(spark, BRONZE_ACTIVITIES, settings.lake_uri)
+    declared = BRONZE_ACTIVITIES.spark_schema()
+    assert [(f.name, f.dataType) for f in df.schema] == [(f.name, f.dataType) for f in declared]
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{BRONZE_ACTIVITIES.path(settings.lake_uri)}`").first()
+    assert list(detail["partitionColumns"]) == list(BRONZE_ACTIVITIES.partition_by)
+    row = df.where("source_id = 'b001'").selectExpr("ingest_date", "unix_micros(source_updated_at) AS micros",
+                                                      "raw").first()
+    written = T1 + dt.timedelta(minutes=1)
+    assert (row["ingest_date"], row["micros"]) == (T1.date(), int(written.timestamp()) * 1_000_000)
+    assert json.loads(row["raw"])["event_id"] == "b001"
+
+
 def test_a_crash_between_commits_resumes_without_loss_or_duplicates(world, spark, monkeypatch):
     import jobs.bronze as bronze
+    from lake import delta_rs
     from learntrack.intervals import Interval
 
     settings, db = world
@@ -71,21 +98,21 @@ def test_a_crash_between_commits_resumes_without_loss_or_duplicates(world, spark
     db.activities.insert_many(docs)
     settings = settings.with_overrides(extract_commit_rows=4)
     calls = {"n": 0}
-    real = bronze._append
+    real = delta_rs.append
 
-    def failing_append(df, path):
+    def failing_append(delta, data):
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("simulated crash after the first commit")
-        real(df, path)
+        real(delta, data)
 
-    monkeypatch.setattr(bronze, "_append", failing_append)
+    monkeypatch.setattr(delta_rs, "append", failing_append)
     day = Interval.for_day(T1.date())
     with pytest.raises(RuntimeError, match="simulated crash"):
-        bronze.extract_source(spark, settings, day, bronze.SOURCES[0], db)
+        bronze.extract_source(settings, day, bronze.SOURCES[0], db)
     assert len(bronze_ids(spark, settings)) == 4
-    monkeypatch.setattr(bronze, "_append", real)
-    out = bronze.extract_source(spark, settings, day, bronze.SOURCES[0], db)
+    monkeypatch.setattr(delta_rs, "append", real)
+    out = bronze.extract_source(settings, day, bronze.SOURCES[0], db)
     assert (out["already_in_batch"], out["extracted"]) == (4, 6)
     assert bronze_ids(spark, settings) == sorted(d["_id"] for d in docs)
 
@@ -103,8 +130,8 @@ def test_writes_behind_the_watermark_are_found_and_extracted(world, spark):
     settings, db = world
     day = Interval.for_day(T1.date())
     db.activities.insert_many([doc(i, T1 + dt.timedelta(minutes=i)) for i in range(5)])
-    extract_bronze(spark, settings, day)
-    first = extract_bronze(spark, settings, day)  # nothing new; its watermark is minute 4
+    extract_bronze(settings, day)
+    first = extract_bronze(settings, day)  # nothing new; its watermark is minute 4
     gate_bronze(spark, settings, day, {"sources": first})  # complete: passes
 
     # Written after the extraction, stamped before its watermark (minute 4), with a smaller _id.
@@ -116,9 +143,9 @@ def test_writes_behind_the_watermark_are_found_and_extracted(world, spark):
     with pytest.raises(GateFailed, match="bronze.activities.completeness"):
         gate_bronze(spark, settings, day, {"sources": first})
 
-    again = extract_source(spark, settings, day, SOURCES[0], db)
+    again = extract_source(settings, day, SOURCES[0], db)
     assert (again["new_rows"], again["repaired_behind_watermark"]) == (0, 4)
-    gate_bronze(spark, settings, day, {"sources": extract_bronze(spark, settings, day)})
+    gate_bronze(spark, settings, day, {"sources": extract_bronze(settings, day)})
     assert bronze_ids(spark, settings) == sorted(str(d["_id"]) for d in db.activities.find({}, {"_id": 1}))
 
 
@@ -147,13 +174,13 @@ def test_a_long_insert_during_extraction_loses_nothing(world, spark):
     while writer.is_alive() and not db.activities.estimated_document_count():
         time.sleep(0.05)
     while writer.is_alive():  # at least one extraction overlaps the insert
-        extract_bronze(spark, settings, today)
+        extract_bronze(settings, today)
         runs += 1
     writer.join()
     assert report["r"].inserted == 100_000
     time.sleep(settings.extract_safety_lag_s + 1)
-    extract_bronze(spark, settings, today)
-    extract_bronze(spark, settings, tomorrow)
+    extract_bronze(settings, today)
+    extract_bronze(settings, tomorrow)
     ids = bronze_ids(spark, settings)
     assert runs >= 1 and len(ids) == len(set(ids)) == 100_000
 
@@ -189,9 +216,9 @@ def test_a_document_written_without_a_slot_is_extracted_by_the_count_reconciliat
     old_writer = doc(1, T1 + dt.timedelta(minutes=1))
     del old_writer["ingest_slot"]
     db.activities.insert_many([doc(0, T1), old_writer, doc(2, T1 + dt.timedelta(minutes=2))])
-    report = extract_bronze(spark, settings, day)
+    report = extract_bronze(settings, day)
     activities = next(e for e in report if e["table"] == "bronze.activities")
     assert (activities["new_rows"], activities["repaired_behind_watermark"], activities["extracted"]) == (2, 1, 3)
     gate_bronze(spark, settings, day, {"sources": report})
-    again = next(e for e in extract_bronze(spark, settings, day) if e["table"] == "bronze.activities")
+    again = next(e for e in extract_bronze(settings, day) if e["table"] == "bronze.activities")
     assert again["extracted"] == 0

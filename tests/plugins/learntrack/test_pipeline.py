@@ -76,32 +76,44 @@ from learntrack.run_records import write_run_records
 from learntrack.settings import Settings
 
 settings, interval = Settings.from_env(), Interval.for_day(dt.date(2026, 3, 1))
+extracted = call_stage(STAGES["extract_bronze"], settings, interval)["rows_out"]
 out = {name: call_stage(STAGES[name], settings, interval) for name in ("publish_cassandra", "publish_redis",
                                                                         "publish_neo4j")}
 write_run_records(settings, "no-jvm-probe", interval, [{"stage": "publish_redis", "state": "success"}])
 print(json.dumps({"pyspark_imported": "pyspark" in sys.modules, "py4j_imported": "py4j" in sys.modules,
-                  "published_dates": {k: v.get("published_dates") for k, v in out.items()}}))
+                  "extracted": extracted, "published_dates": {k: v.get("published_dates") for k, v in out.items()}}))
 """
 
 
-def test_the_publish_stages_and_run_records_run_without_spark(stack, tmp_path):
-    """A publish task or record_run under Airflow is a process of its own: it must not import
-    pyspark (so no JVM starts), yet record its completion in the ledger, which Spark stages read."""
+def test_extraction_the_publish_stages_and_run_records_run_without_spark(stack, tmp_path):
+    """An extract or publish task or record_run under Airflow is a process of its own: it must not
+    import pyspark (so no JVM starts), yet write bronze and record its completion in the ledger,
+    which Spark stages read."""
     import json
     import os
     import subprocess
     import sys
 
-    from lake import ledger
+    from lake import delta_rs, ledger
+    from lake.tables import BRONZE_ACTIVITIES
+    from learntrack.mongo_ops import database, insert_activities
 
     s = stack.with_overrides(lake_root=str(tmp_path / "lake"), home=str(tmp_path / "home"), mongo_db="lt_test_nojvm",
                              cassandra_keyspace="lt_test_nojvm", redis_prefix="lt_test_nojvm",
-                             neo4j_namespace="lt_test_nojvm")
+                             neo4j_namespace="lt_test_nojvm", extract_safety_lag_s=0)
+    db = database(s)
+    db.activities.drop()
+    written = dt.datetime(2026, 3, 1, 12, tzinfo=dt.timezone.utc)
+    insert_activities(db, [{"event_id": f"nojvm-{i}", "student_id": "s1", "course_id": "c1",
+                            "event_type": "page_view", "event_time": written} for i in range(3)], now=written)
     proc = subprocess.run([sys.executable, "-c", NO_JVM_PROBE], env={**os.environ, **s.to_env()}, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen["pyspark_imported"] is False and seen["py4j_imported"] is False, seen
+    assert seen["extracted"] == 3
+    assert sorted(delta_rs.scan(s, BRONZE_ACTIVITIES, columns=["source_id"])["source_id"].to_pylist()) == \
+        sorted(str(d["_id"]) for d in db.activities.find({}, {"_id": 1}))
     assert seen["published_dates"] == {"publish_cassandra": [], "publish_redis": None, "publish_neo4j": []}
     assert {r["stage"] for r in ledger.completions(s, "publish_cassandra")} == {"publish_cassandra"}
     assert ledger.processed_up_to(s, "publish_neo4j") == "20260302T000000Z"
