@@ -104,11 +104,13 @@ RETURN event_date, v.value AS value, student_ids, event_ids
 ORDER BY event_date, value
 """
 
-# Alerts of the re-detected range that the new detection did not raise again.
+# Alerts of the re-detected range that the new detection did not raise again, $limit at a time.
 DROP_STALE_ALERTS = """
 MATCH (al:Alert {ns: $ns}) WHERE al.at >= $since AND al.at < $until
   AND al.kind IN $kinds AND NOT al.key IN $keep
+WITH al LIMIT $limit
 DETACH DELETE al
+RETURN count(*) AS dropped
 """
 
 # One alert per row, linked to what it is about and to exactly its evidence (stale links removed).
@@ -183,29 +185,34 @@ def shared_access(settings: Settings, since: dt.datetime, until: dt.datetime,
     return [_without_ids(r) for r in rows]
 
 
-def detect_and_record(settings: Settings, since: dt.datetime, until: dt.datetime) -> dict:
-    """Run both checks and make the (:Alert) nodes of the range exactly what they find, in one
-    transaction: new alerts are merged, alerts whose evidence no longer qualifies are removed.
-    Multi-region alerts belong to the range by their first access; sharing is judged per whole
-    UTC day, so its range is widened to the days [since, until) touches."""
+def detect_and_record(settings: Settings, since: dt.datetime, until: dt.datetime, batch: int = 1000) -> dict:
+    """Run both checks and make the (:Alert) nodes of the range exactly what they find: new alerts
+    are merged, alerts whose evidence no longer qualifies are removed. Multi-region alerts belong
+    to the range by their first access; sharing is judged per whole UTC day, so its range is
+    widened to the days [since, until) touches.
+
+    The writes go ``batch`` alerts to a transaction (a seed-scale day raises 23k multi-region
+    alerts: one transaction broke Neo4j's transaction memory limit). Merging first and dropping the
+    stale ones after, each batch idempotent, a failure part-way leaves extra alerts, never missing
+    ones, and the retried publish (the ledger records it only when this returns) converges."""
     days = (_day_floor(since), _day_floor(_utc(until) - dt.timedelta(microseconds=1)) + dt.timedelta(days=1))
     ns = settings.neo4j_namespace
 
-    def work(tx):
-        pairs = _multi_region(tx, settings, since, until, None)
-        shared = _shared(tx, settings, *days, None)
+    with _session(settings, schema=True) as session:
+        pairs = session.execute_read(lambda tx: _multi_region(tx, settings, since, until, None))
+        shared = session.execute_read(lambda tx: _shared(tx, settings, *days, None))
         alerts = _alert_rows(pairs, shared)
+        for about, template in ABOUT.items():
+            for rows in chunks((r for r in alerts if r["about_kind"] == about), batch):
+                session.execute_write(lambda tx, q=MERGE_ALERTS % {"about": template}, rows=rows:
+                                      tx.run(q, ns=ns, rows=rows).consume())
         for kinds, (lo, hi) in ((["multi_region"], (_utc(since), _utc(until))),
                                 ([f"shared_{k}" for k in SHARED], days)):
-            tx.run(DROP_STALE_ALERTS, ns=ns, since=lo, until=hi, kinds=kinds,
-                   keep=[r["key"] for r in alerts if r["props"]["kind"] in kinds]).consume()
-        for about, template in ABOUT.items():
-            if rows := [r for r in alerts if r["about_kind"] == about]:
-                tx.run(MERGE_ALERTS % {"about": template}, ns=ns, rows=rows).consume()
-        return {"multi_region": pairs, "shared_access": [_without_ids(s) for s in shared]}
-
-    with _session(settings, schema=True) as session:
-        return session.execute_write(work)
+            keep = [r["key"] for r in alerts if r["props"]["kind"] in kinds]
+            while session.execute_write(lambda tx: tx.run(DROP_STALE_ALERTS, ns=ns, since=lo, until=hi, kinds=kinds,
+                                                          keep=keep, limit=batch).single()["dropped"]):
+                pass
+    return {"multi_region": pairs, "shared_access": [_without_ids(s) for s in shared]}
 
 
 def clear_namespace(settings: Settings, chunk: int = 10_000) -> int:

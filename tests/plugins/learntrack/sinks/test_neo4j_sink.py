@@ -261,8 +261,11 @@ def expected_alerts(rows, since, until):
     return want
 
 
-def test_alerts_are_recorded_idempotently_and_replaced(neo):
+@pytest.mark.parametrize("batch", [1000, 1])  # 1: every alert and every stale drop a transaction of its own
+def test_alerts_are_recorded_idempotently_and_replaced(neo, batch, monkeypatch):
     s, _ = neo
+    real = neo4j_sink.detect_and_record
+    monkeypatch.setattr(neo4j_sink, "detect_and_record", lambda *a: real(*a, batch=batch))
     rows = travel_rows() + sharing_rows()
     neo4j_sink.publish_access(s, rows)
     out = neo4j_sink.detect_and_record(s, *DAY)
