@@ -244,9 +244,17 @@ def run(settings: Settings, echo: Echo = print, namespace: str = NAMESPACE, max_
     echo(f"Seed-scale day {DAY}: {len(done)} of {len(pipeline.DAILY)} stages done"
          + (f" ({', '.join(done)})" if done else "") + f"; Spark {base.spark_master}, driver {base.spark_driver_memory}")
 
+    def keep_peaks() -> dict:  # kept as stages finish: a call that fails later keeps its figures
+        peaks = state.setdefault("peak_memory_mb", {})
+        peaks["machine_used"] = round(max(peaks.get("machine_used", 0), sampler.peak_used_mb))
+        peaks["pipeline_tree"] = round(max(peaks.get("pipeline_tree", 0), sampler.peak_tree_mb))
+        peaks["machine_used_at_start"] = round(sampler.start_used_mb)
+        return peaks
+
     def finished(stage, result, seconds: float) -> None:
         state["results"][stage.name] = result
         state["seconds"][stage.name] = round(seconds, 1)
+        keep_peaks()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, default=str))
@@ -267,14 +275,12 @@ def run(settings: Settings, echo: Echo = print, namespace: str = NAMESPACE, max_
                 break
             pipeline.run_chain(base, interval, chain=(stage,), done=state["results"], on_stage=finished,
                                options={"extract_bronze": {"progress": lambda m: echo(f"    {m}")}})
-    peaks = state.setdefault("peak_memory_mb", {})
-    peaks["machine_used"] = round(max(peaks.get("machine_used", 0), sampler.peak_used_mb))
-    peaks["pipeline_tree"] = round(max(peaks.get("pipeline_tree", 0), sampler.peak_tree_mb))
-    peaks["machine_used_at_start"] = round(sampler.start_used_mb)
+    peaks = keep_peaks()
     path.write_text(json.dumps(state, default=str))
     if "extract_bronze" not in state["results"]:
         return {"day": DAY.isoformat(), "seconds": state["seconds"]}
-    extracted = next(e["extracted"] for e in state["results"]["extract_bronze"]["sources"]
+    # the batch's rows: those this call extracted and those an earlier, interrupted call committed
+    extracted = next(e["extracted"] + e["already_in_batch"] for e in state["results"]["extract_bronze"]["sources"]
                      if e["table"] == BRONZE_ACTIVITIES.qualified)
     total = sum(state["seconds"].values())
     left = [s.name for s in pipeline.DAILY if s.name not in state["results"]]
