@@ -37,8 +37,10 @@ SOURCES = (
     Source("courses", BRONZE_COURSES, "updated_at", "updated_day", "updated_slot"),
 )
 
-def bronze_state(settings: Settings, table: Table, batch_id: str) -> tuple[tuple[dt.datetime, Any] | None, int]:
-    """(watermark, rows already in ``batch_id``) read back from the bronze table.
+def bronze_state(settings: Settings, table: Table, batch_id: str,
+                 delta=None) -> tuple[tuple[dt.datetime, Any] | None, int]:
+    """(watermark, rows already in ``batch_id``) read back from the bronze table (``delta``: the
+    table already opened through delta-rs, so its log is not read twice).
 
     The watermark is the (write time, _id) of the newest extracted row. Read through delta-rs
     (lake.delta_rs): the newest ``ingest_date`` comes from the Delta log's partition values, then only
@@ -52,7 +54,7 @@ def bronze_state(settings: Settings, table: Table, batch_id: str) -> tuple[tuple
 
     from lake import delta_rs
 
-    delta = delta_rs.open_table(settings, table)
+    delta = delta if delta is not None else delta_rs.open_table(settings, table)
     days = delta_rs.partition_values(delta, "ingest_date")
     if not days:
         return None, 0
@@ -230,7 +232,7 @@ def extract_source(settings: Settings, interval: Interval, source: Source, db,
 
     delta = delta_rs.open_for_write(settings, source.table)
     # ``already``: rows an earlier attempt of this same batch committed (a re-run, or a crash mid-way).
-    watermark, already = bronze_state(settings, source.table, interval.batch_id)
+    watermark, already = bronze_state(settings, source.table, interval.batch_id, delta)
     now = dt.datetime.now(UTC)
     upper = min(interval.end, now - dt.timedelta(seconds=settings.extract_safety_lag_s))
     flt = _mongo_filter(source.watermark_field, watermark, upper)

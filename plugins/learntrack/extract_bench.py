@@ -93,7 +93,7 @@ def bench_extract(settings: Settings, activities: int, days: int = 10, keep: boo
     from learntrack.mongo_ops import client
 
     root = settings.home_path / "bench-extract"
-    base = settings.with_overrides(mongo_db=NAMESPACE, home=str(root / "home"), spark_jars_dir=str(settings.jars_dir))
+    base = settings.with_overrides(mongo_db=NAMESPACE, home=str(root / "home"))
     params = GenParams(students=max(50, round(activities / (days * EVENTS_PER_STUDENT_DAY))),
                        courses=max(20, activities // 2000), days=days, end=END, seed=SEED)
     mongo = client(base)
