@@ -61,7 +61,7 @@ def _cassandra() -> list[str]:
 
     out = ["# Cassandra read tables", "",
            "Published from gold by `publish_cassandra`, one table per read; a published day is replaced "
-           "exactly (`published_keys`). Schema changes are the ordered migrations in `cassandra_schema.MIGRATIONS`.", ""]
+           "exactly (`published_keys_by_bucket`). Schema changes are the ordered migrations in `cassandra_schema.MIGRATIONS`.", ""]
     for t in DAY_TABLES:
         partition = t.day_column if t.partition_by_day else t.keys[0]
         clustering = [k for k in (t.day_column, *t.keys) if k != partition]

@@ -80,7 +80,8 @@ def bench_cassandra(settings: Settings, rows_n: int, baseline_n: int) -> dict:
     return {"sink": "Cassandra replace_days", "rows": rows_n, "seconds": replace_s, "rate": _rate(rows_n, replace_s),
             "unit": "rows/s", "baseline": f"one INSERT at a time ({baseline_n} rows)",
             "baseline_rate": _rate(baseline_n, one_s), "baseline_unit": "rows/s",
-            "note": f"{settings.cassandra_max_in_flight} in flight; 2 statements per row (published-keys record + row)"}
+            "note": f"{settings.cassandra_max_in_flight} in flight, batches of {settings.cassandra_batch_bytes} B; "
+                    "a published-keys record + the row per row"}
 
 
 def bench_neo4j(settings: Settings, accesses: int, baseline_n: int) -> dict:

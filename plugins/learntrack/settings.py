@@ -61,6 +61,9 @@ class Settings:
     cassandra_password: str = field(default="", repr=False)  # a secret: never in repr or logs
     # Publishing: statements in flight at once, and retries (with exponential backoff) of one that fails.
     cassandra_max_in_flight: int = 64
+    # Statements go in unlogged batches of rows sharing a replica, up to this many bytes of values
+    # (Cassandra warns above 5 KiB); 0 sends each statement alone.
+    cassandra_batch_bytes: int = 4096
     cassandra_retries: int = 3
     cassandra_retry_backoff_s: float = 0.5
     neo4j_uri: str = ""

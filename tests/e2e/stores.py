@@ -77,7 +77,7 @@ def snapshot(settings, spark):
         session = cluster.connect(settings.cassandra_keyspace)
         from learntrack.sinks.cassandra_schema import DAY_TABLES
 
-        for t in [t.name for t in DAY_TABLES] + ["published_keys"]:
+        for t in [t.name for t in DAY_TABLES] + ["published_keys", "published_keys_by_bucket"]:
             snap[t] = sorted(tuple(str(v) for v in r) for r in session.execute(f"SELECT * FROM {t}"))
     finally:
         cluster.shutdown()

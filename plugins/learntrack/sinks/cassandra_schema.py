@@ -11,7 +11,18 @@ so two publishers migrating at once, or a migration cut off half-way, end in the
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+
+#: ``published_keys_by_bucket`` spreads each (table, day)'s keys over this many partitions, so one
+#: stays small at millions of keys (2M students: ~31k rows each). Fixed for a keyspace's lifetime:
+#: a key's bucket must not change between the publish that records it and the one that drops it.
+KEY_BUCKETS = 64
+
+
+def key_bucket(key: tuple[str, ...]) -> int:
+    """The ``published_keys_by_bucket`` partition of a row key (stable across processes and hosts)."""
+    return zlib.crc32("\x1f".join(key).encode()) % KEY_BUCKETS
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,12 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (5, "student engagement history, segments, completion funnel, access alerts",
      tuple(t.create() for t in (STUDENT_ENGAGEMENT_BY_STUDENT, SEGMENTS_BY_DAY, COMPLETION_FUNNEL_BY_DAY,
                                 MULTI_REGION_ALERTS_BY_DAY, SHARED_ACCESS_BY_DAY))),
+    # published_keys held a (table, day) in one partition: 635,761 rows for a seed-scale day's
+    # students. The sink reads the old table too and empties a day's partition there once it has
+    # moved the day's keys here.
+    (6, "published keys spread over KEY_BUCKETS partitions per table and day",
+     ("CREATE TABLE IF NOT EXISTS {ks}.published_keys_by_bucket (table_name text, day date, bucket int, "
+      "key_values frozen<list<text>>, PRIMARY KEY ((table_name, day, bucket), key_values))",)),
 )
 
 

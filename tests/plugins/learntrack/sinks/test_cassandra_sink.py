@@ -3,6 +3,7 @@
 ``test_C1`` is issue 9's finding; it failed on the sink as of 6e6dcb2 (a by-course row left stale)."""
 
 import datetime as dt
+from types import SimpleNamespace
 
 import pytest
 
@@ -57,7 +58,7 @@ def test_C1_a_failure_between_the_deletes_leaves_no_stale_row_after_the_next_pub
 
     settings, session = cs
     publish_course_daily(settings, [D1], [course_row(D1, "a"), course_row(D1, "b")])
-    calls = fail_on_call(monkeypatch, 6)  # by-day: record, delete, upsert, forget; by-course: record, [delete]
+    calls = fail_on_call(monkeypatch, 7)  # by-day: record, upsert, delete, forget; by-course: record, upsert, [delete]
     with pytest.raises(Failure):
         publish_course_daily(settings, [D1], [course_row(D1, "a", 2)])
     assert "DELETE FROM" in calls[-1] and TABLE_BY_COURSE in calls[-1]
@@ -67,23 +68,74 @@ def test_C1_a_failure_between_the_deletes_leaves_no_stale_row_after_the_next_pub
         assert {r.course_id for r in session.execute(f"SELECT course_id FROM {KEYSPACE}.{table}")} == {"a"}, table
 
 
-@pytest.mark.parametrize("fail_at", [1, 2, 3, 4, 7, 9, 10, 11, 16])  # of 16 statement groups
-def test_a_publish_cut_off_anywhere_is_completed_exactly_by_the_next(cs, monkeypatch, fail_at):
+CUTS = ([(20_000, 4096, n) for n in range(1, 13)]  # one chunk: 12 statement groups
+        + [(1, 0, n) for n in (1, 2, 3, 4, 5, 9, 13, 16)])  # a chunk per row, no batches: 16 groups
+
+
+@pytest.mark.parametrize("chunk_rows,batch_bytes,fail_at", CUTS)
+def test_a_publish_cut_off_anywhere_is_completed_exactly_by_the_next(cs, monkeypatch, chunk_rows, batch_bytes,
+                                                                     fail_at):
+    from learntrack.sinks import cassandra_sink
     from learntrack.sinks.cassandra_sink import TABLE_BY_COURSE, TABLE_BY_DAY, publish_course_daily
 
     settings, session = cs
+    settings = settings.with_overrides(cassandra_batch_bytes=batch_bytes)
+    monkeypatch.setattr(cassandra_sink, "CHUNK_ROWS", chunk_rows)
     publish_course_daily(settings, [D1, D2], [course_row(D1, "a"), course_row(D1, "b"), course_row(D2, "c")])
     want = [course_row(D1, "b", 5), course_row(D1, "d", 5)]  # a is stale, b changes, d is new, D2 emptied
-    fail_on_call(monkeypatch, fail_at)
+    calls = fail_on_call(monkeypatch, fail_at)
     with pytest.raises(Failure):
         publish_course_daily(settings, [D1, D2], want)
+    assert len(calls) == fail_at
     monkeypatch.undo()
     publish_course_daily(settings, [D1, D2], want)
     got = {(r.event_date.date() if hasattr(r.event_date, "date") else r.event_date, r.course_id, r.events)
            for r in session.execute(f"SELECT event_date, course_id, events FROM {KEYSPACE}.{TABLE_BY_DAY}")}
     assert {(dt.date.fromisoformat(str(d)), c, e) for d, c, e in got} == {(D1, "b", 5), (D1, "d", 5)}
     assert {r.course_id for r in session.execute(f"SELECT course_id FROM {KEYSPACE}.{TABLE_BY_COURSE}")} == {"b", "d"}
-    assert len(rows_of(session, "published_keys")) == 4  # two keys per table, nothing stale recorded
+    assert len(rows_of(session, "published_keys_by_bucket")) == 4  # two keys per table, nothing stale recorded
+
+
+def test_a_day_recorded_before_the_buckets_is_replaced_exactly_and_its_old_record_emptied(cs):
+    """Keyspaces before migration 6 recorded a day in one ``published_keys`` partition."""
+    from learntrack.sinks.cassandra_sink import TABLE_BY_DAY, ensure_schema, publish_course_daily, read_day
+
+    settings, session = cs
+    ensure_schema(session, settings)
+    cols = ("event_date", "course_id", "events")
+    for course in ("old_a", "keep"):  # rows and a record as the earlier sink left them
+        session.execute(f"INSERT INTO {KEYSPACE}.{TABLE_BY_DAY} ({', '.join(cols)}) VALUES (%s, %s, %s)",
+                        (D1, course, 1))
+        session.execute(f"INSERT INTO {KEYSPACE}.published_keys (table_name, day, key_values) VALUES (%s, %s, %s)",
+                        (TABLE_BY_DAY, D1, [course]))
+    publish_course_daily(settings, [D1], [course_row(D1, "keep", 2), course_row(D1, "new", 2)])
+    assert {r["course_id"]: r["events"] for r in read_day(settings, D1)} == {"keep": 2, "new": 2}
+    assert rows_of(session, "published_keys") == []
+    publish_course_daily(settings, [D1], [course_row(D1, "new", 3)])  # "keep" is stale now: on record by bucket
+    assert {r["course_id"]: r["events"] for r in read_day(settings, D1)} == {"new": 3}
+
+
+def test_a_key_twice_in_a_day_is_refused(cs):
+    from learntrack.sinks.cassandra_sink import publish_course_daily
+
+    settings, _ = cs
+    with pytest.raises(ValueError, match="appears twice"):
+        publish_course_daily(settings, [D1], [course_row(D1, "a", 1), course_row(D1, "a", 2)])
+
+
+def test_batches_group_rows_by_replica_and_stay_under_the_byte_limit(cs):
+    from learntrack.sinks.cassandra_sink import _batches, ensure_schema
+
+    settings, session = cs
+    ensure_schema(session, settings)
+    stmt = session.prepare(f"INSERT INTO {KEYSPACE}.student_engagement_by_student (as_of_date, student_id, score) "
+                           "VALUES (?, ?, ?)")
+    args = [(D1, f"s{i:05d}", float(i)) for i in range(500)]
+    batches = _batches(session, settings.with_overrides(cassandra_batch_bytes=200), stmt, args)
+    per_batch = [len(b._statements_and_parameters) for b in batches]
+    assert sum(per_batch) == 500 and max(per_batch) == 200 // (4 + 6 + 8)  # date + "sNNNNN" + double
+    alone = _batches(session, settings.with_overrides(cassandra_batch_bytes=0), stmt, args[:3])
+    assert [b.routing_key for b in alone] == [b"s00000", b"s00001", b"s00002"]
 
 
 def test_migrations_are_ordered_recorded_and_idempotent(cs):
@@ -114,21 +166,25 @@ def test_a_keyspace_of_the_first_release_gains_the_later_columns(cs):
 def test_a_statement_that_fails_is_retried_with_backoff(cs, monkeypatch):
     import cassandra.concurrent as cc
 
+    from learntrack.sinks import cassandra_sink
     from learntrack.sinks.cassandra_sink import publish_course_daily, read_day
 
     settings, session = cs
-    real, failures = cc.execute_concurrent_with_args, []
+    real, calls, sleeps = cc.execute_concurrent, [], []
 
-    def flaky(session, stmt, args, **kw):
-        assert kw["concurrency"] == settings.cassandra_max_in_flight and not kw["raise_on_first_error"]
-        results = real(session, stmt, args, **kw)
-        if "INSERT INTO" in stmt.query_string and "by_day" in stmt.query_string and not failures:
-            failures.append(1)  # the first upsert of the first row times out once
-            return [(False, TimeoutError("write timeout"))] + list(results)[1:]
-        return results
-    monkeypatch.setattr(cc, "execute_concurrent_with_args", flaky)
+    def flaky(session, statements, **kw):
+        if kw.get("raise_on_first_error", True):  # the reads of the record
+            return real(session, statements, **kw)
+        assert kw["concurrency"] == settings.cassandra_max_in_flight
+        calls.append(len(statements))
+        if len(calls) == 2:  # the by-day upserts (the record is the first call): the first batch times out
+            return [(False, TimeoutError("write timeout"))] + list(real(session, statements[1:], **kw))
+        return real(session, statements, **kw)
+    monkeypatch.setattr(cc, "execute_concurrent", flaky)
+    monkeypatch.setattr(cassandra_sink, "time", SimpleNamespace(sleep=sleeps.append))  # the sink's sleeps only
     publish_course_daily(settings, [D1], [course_row(D1, "a", 4), course_row(D1, "b", 4)])
-    assert failures and {r["course_id"]: r["events"] for r in read_day(settings, D1)} == {"a": 4, "b": 4}
+    assert calls[1:3] == [1, 1] and sleeps == [settings.cassandra_retry_backoff_s]  # one batch, retried once
+    assert {r["course_id"]: r["events"] for r in read_day(settings, D1)} == {"a": 4, "b": 4}
 
 
 def test_every_read_table_replaces_its_days(cs):
