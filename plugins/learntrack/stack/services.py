@@ -250,8 +250,13 @@ def _cassandra_ready(settings: Settings) -> None:
 # ---------------------------------------------------------------------------------------- neo4j
 def _neo4j_command(settings: Settings, state: Path) -> list[str]:
     tools = settings.tools_dir / "neo4j"
+    # Heap, page cache and JIT from settings; the rest of jvm.options as upstream has it.
+    options = [o for o in _jvm_options("neo4j") if not o.startswith(("-Xms", "-Xmx"))
+               and not (o == "-XX:TieredStopAtLevel=1" and not settings.neo4j_c1_only)]
+    memory = [f"-Xms{min(256, settings.neo4j_heap_mb)}m", f"-Xmx{settings.neo4j_heap_mb}m",
+              f"-Dlearntrack.neo4j.pagecache_mb={settings.neo4j_pagecache_mb}"]
     # The launcher is compiled by install.sh (faster start and ~50 MB less than source-file mode).
-    return ["java", *_jvm_options("neo4j"), "-cp", f"{tools / 'lib'}/*:{tools / 'classes'}", "Launcher",
+    return ["java", *memory, *options, "-cp", f"{tools / 'lib'}/*:{tools / 'classes'}", "Launcher",
             str(state / "data"), f"{settings.stack_host}:{settings.neo4j_bolt_port}"]
 
 

@@ -23,6 +23,16 @@ def test_bad_number_names_the_variable():
         Settings.from_env({"LEARNTRACK_REDIS_PORT": "six"})
 
 
+@pytest.mark.parametrize("raw,flag", [("false", False), ("0", False), ("No", False), ("true", True), ("1", True)])
+def test_a_flag_is_read_as_a_boolean_not_as_a_string(raw, flag):
+    assert Settings.from_env({"LEARNTRACK_NEO4J_C1_ONLY": raw}).neo4j_c1_only is flag
+
+
+def test_a_bad_flag_names_the_variable():
+    with pytest.raises(ValueError, match="LEARNTRACK_NEO4J_C1_ONLY"):
+        Settings.from_env({"LEARNTRACK_NEO4J_C1_ONLY": "maybe"})
+
+
 def test_json_settings_parse():
     s = Settings.from_env({"LEARNTRACK_SPARK_CONF": '{"spark.executor.memory": "4g"}'})
     assert s.spark_conf_map == {"spark.executor.memory": "4g"}

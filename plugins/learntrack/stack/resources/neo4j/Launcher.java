@@ -92,8 +92,9 @@ public class Launcher {
                     // local dev: no auth, no phoning home
                     .setConfig(GraphDatabaseSettings.auth_enabled, false)
                     .setConfig(GraphDatabaseSettings.udc_enabled, false)
-                    // small footprint for a 2-core dev box
-                    .setConfig(GraphDatabaseSettings.pagecache_memory, 128 * MB)
+                    // small footprint for a 2-core dev box unless told otherwise (settings.neo4j_pagecache_mb)
+                    .setConfig(GraphDatabaseSettings.pagecache_memory,
+                            Long.getLong("learntrack.neo4j.pagecache_mb", 128L) * MB)
                     .setConfig(GraphDatabaseSettings.memory_transaction_global_max_size, 256 * MB)
                     .setConfig(GraphDatabaseSettings.keep_logical_logs, "2 files")
                     .setConfig(GraphDatabaseSettings.logical_log_rotation_threshold, 16 * MB)
