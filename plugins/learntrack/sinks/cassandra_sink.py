@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import itertools
 import time
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from learntrack import faults
+from learntrack.batches import chunks
 from learntrack.intervals import to_utc
 from learntrack.settings import Settings
 from learntrack.sinks.cassandra_schema import (COMPLETION_FUNNEL_BY_DAY, COURSE_DAILY_BY_COURSE, COURSE_DAILY_BY_DAY,
@@ -163,8 +163,8 @@ def replace_days(session, settings: Settings, table: DayTable, days: Iterable[dt
     recorded = {d: _recorded(session, settings, table, d) for d in days}
     seen: dict[dt.date, set[tuple]] = {d: set() for d in days}
     upserted = deleted = 0
-    names, rows = table.column_names, iter(rows)
-    while chunk := list(itertools.islice(rows, CHUNK_ROWS)):
+    names = table.column_names
+    for chunk in chunks(rows, CHUNK_ROWS):
         new_keys, args = [], []
         for row in chunk:
             day = row[table.day_column]

@@ -30,6 +30,7 @@ from collections import Counter
 from typing import Iterable, Mapping
 
 from learntrack import faults
+from learntrack.batches import chunks
 from learntrack.intervals import to_utc
 from learntrack.settings import Settings
 
@@ -110,39 +111,44 @@ def publish_scores(settings: Settings, as_of: dt.date, student_rows: Iterable[Ma
 
 
 def _write_version(r, settings, version, as_of, student_rows, course_rows, ttl, batch) -> tuple[int, int]:
-    """Every key of the version, pipelined; a student is added to the leaderboard before its hash
-    is written, so the leaderboard names every hash a crashed publish may have left."""
+    """Every key of the version, pipelined; a batch's students are added to the leaderboard (one
+    ZADD) before their hashes are written, so the leaderboard names every hash a crashed publish
+    may have left. A key's TTL is set once, right after the command that creates it (ZADD and HSET
+    keep a key's TTL)."""
     board = version_key(settings, version, "leaderboard")
     course_set = version_key(settings, version, "courses")
     segments: Counter = Counter()
     pipe = r.pipeline(transaction=False)
     students = 0
-    for row in student_rows:
-        sid, score = row["student_id"], float(row["score"])
-        key = version_key(settings, version, "student", sid)
-        last = row.get("last_event_time")
-        pipe.zadd(board, {sid: score})
-        pipe.hset(key, mapping={"score": str(row["score"]), "segment": row["segment"],
-                                "events_recent": int(row["events_recent"]), "as_of_date": as_of.isoformat(),
-                                "last_event_time": to_utc(last).isoformat() if last else ""})
-        pipe.expire(key, ttl)
-        segments[row["segment"]] += 1
-        students += 1
-        if students % batch == 0:
-            pipe.execute()
-    pipe.expire(board, ttl)
+    for chunk in chunks(student_rows, batch):
+        pipe.zadd(board, {row["student_id"]: float(row["score"]) for row in chunk})
+        if not students:
+            pipe.expire(board, ttl)
+        for row in chunk:
+            key = version_key(settings, version, "student", row["student_id"])
+            last = row.get("last_event_time")
+            pipe.hset(key, mapping={"score": str(row["score"]), "segment": row["segment"],
+                                    "events_recent": int(row["events_recent"]), "as_of_date": as_of.isoformat(),
+                                    "last_event_time": to_utc(last).isoformat() if last else ""})
+            pipe.expire(key, ttl)
+            segments[row["segment"]] += 1
+        students += len(chunk)
+        pipe.execute()
     courses: set[str] = set()
-    for i, row in enumerate(course_rows, 1):
-        course = row["course_id"]
-        key = version_key(settings, version, "course", course, "leaderboard")
-        if course not in courses:
-            pipe.sadd(course_set, course)
-            courses.add(course)
-        pipe.zadd(key, {row["student_id"]: float(row["score"])})
-        pipe.expire(key, ttl)
-        if i % batch == 0:
-            pipe.execute()
-    pipe.expire(course_set, ttl)
+    for chunk in chunks(course_rows, batch):
+        boards: dict[str, dict[str, float]] = {}
+        for row in chunk:
+            boards.setdefault(row["course_id"], {})[row["student_id"]] = float(row["score"])
+        for course, scores in boards.items():
+            key = version_key(settings, version, "course", course, "leaderboard")
+            if course not in courses:  # on the course set before its leaderboard exists
+                pipe.sadd(course_set, course)
+                pipe.expire(course_set, ttl)
+            pipe.zadd(key, scores)
+            if course not in courses:
+                pipe.expire(key, ttl)
+                courses.add(course)
+        pipe.execute()
     seg_key = version_key(settings, version, "segments")
     if segments:
         pipe.hset(seg_key, mapping=dict(segments))

@@ -58,12 +58,13 @@ def published(settings):
     return redis_sink.snapshot_as_of(settings), board, {s: redis_sink.student(settings, s) for s in board}
 
 
-def test_publishes_leaderboards_hashes_and_segments(rs):
+@pytest.mark.parametrize("batch", [5000, 1])  # one pipeline, or a course's rows in several
+def test_publishes_leaderboards_hashes_and_segments(rs, batch):
     from learntrack.sinks import redis_sink
 
     settings, r = rs
     out = redis_sink.publish_scores(settings, D1, students({"a": 1.5, "b": 9.0}),
-                                    courses({("a", "c1"): 1.0, ("a", "c2"): 0.5, ("b", "c1"): 9.0}))
+                                    courses({("a", "c1"): 1.0, ("a", "c2"): 0.5, ("b", "c1"): 9.0}), batch=batch)
     assert out["published"] == 2 and out["courses"] == 2
     assert redis_sink.top(settings, 1) == [("b", 9.0)]
     assert redis_sink.leaderboard(settings, "c1") == {"a": 1.0, "b": 9.0}
@@ -122,11 +123,13 @@ def test_R3_an_older_day_cannot_replace_a_newer_one_published_meanwhile(rs, monk
     assert publish_scores(settings, D1, students({"a": 9.0}))["published"] == 0
 
 
-def test_R4_every_key_a_publish_writes_has_a_ttl(rs):
+@pytest.mark.parametrize("batch", [5000, 1])
+def test_R4_every_key_a_publish_writes_has_a_ttl(rs, batch):
     from learntrack.sinks.redis_sink import publish_scores
 
     settings, r = rs
-    publish_scores(settings, D1, students({"a": 1.0, "b": 2.0}), courses({("a", "c1"): 1.0}))
+    publish_scores(settings, D1, students({"a": 1.0, "b": 2.0}), courses({("a", "c1"): 1.0, ("b", "c1"): 2.0}),
+                   batch=batch)
     keys = list(r.scan_iter(f"{PREFIX}:*"))
     assert len(keys) == 9  # pointer, registry, board, 2 students, course board, course set, segments, meta
     ttl = settings.redis_snapshot_ttl_days * 86400
