@@ -141,13 +141,15 @@ def _write_version(r, settings, version, as_of, student_rows, course_rows, ttl, 
             boards.setdefault(row["course_id"], {})[row["student_id"]] = float(row["score"])
         for course, scores in boards.items():
             key = version_key(settings, version, "course", course, "leaderboard")
-            if course not in courses:  # on the course set before its leaderboard exists
-                pipe.sadd(course_set, course)
+            if course in courses:
+                pipe.zadd(key, scores)
+                continue
+            pipe.sadd(course_set, course)  # on the course set before its leaderboard exists
+            if not courses:
                 pipe.expire(course_set, ttl)
             pipe.zadd(key, scores)
-            if course not in courses:
-                pipe.expire(key, ttl)
-                courses.add(course)
+            pipe.expire(key, ttl)
+            courses.add(course)
         pipe.execute()
     seg_key = version_key(settings, version, "segments")
     if segments:
