@@ -204,6 +204,33 @@ def test_the_query_of_a_slot_is_served_from_its_index(world):
     assert [d["_id"] for d in db.activities.find(flt)] == ["b002", "b003", "b004"]  # ties at the mark: client-side
 
 
+def test_a_source_written_rarely_reads_only_the_slots_of_days_that_have_writes(world, spark):
+    """A catalogue changed once a week keeps an old watermark: each run read every 10-minute slot
+    since it (one query each, 144 a day). Whole days whose bucket is empty are now skipped after one
+    lookup; the slots of a day with a write, and the partial days at both ends, are still read."""
+    from jobs.bronze import SOURCES, _mongo_filter, _slots, extract_source
+    from learntrack.intervals import Interval
+
+    settings, db = world
+    activities = SOURCES[0]
+    db.activities.insert_many([doc(1, T1), doc(2, T1 + dt.timedelta(days=3, hours=5))])
+    out = extract_source(settings, Interval.for_day(T1.date()), activities, db)
+    assert out["extracted"] == 1
+    watermark, upper = (T1, "b001"), dt.datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
+    slots = _slots(db.activities, activities, watermark, upper)
+    # 03-01 from 10:00 (partial), 03-04 (a write), 03-07 up to 12:00 (partial); 03-02/03/05/06 empty
+    assert sorted({s[:10] for s in slots}) == ["2026-03-01", "2026-03-04", "2026-03-07"]
+    assert len(slots) == 84 + 144 + 73
+    assert slots == sorted(slots)
+    flt = _mongo_filter("ingested_at", watermark, upper)
+    assert all(db.activities.find_one({"ingest_slot": s, **flt}) is None for s in
+               ("2026-03-02T10:00", "2026-03-05T00:00"))  # what was skipped was empty
+    late = Interval.for_day(dt.date(2026, 3, 6))
+    out = extract_source(settings, late, activities, db)
+    assert (out["new_rows"], out["repaired_behind_watermark"]) == (1, 0)  # found by the slot read
+    assert bronze_ids(spark, settings) == ["b001", "b002"]
+
+
 def test_a_document_written_without_a_slot_is_extracted_by_the_count_reconciliation(spark, world):
     """A writer from before slots existed stamps the day but no slot: the sorted read, one slot at a
     time, cannot see it; the day's count can, so the same run extracts it and the gate passes."""
