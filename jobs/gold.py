@@ -14,7 +14,7 @@ import datetime as dt
 from typing import Any, Iterable
 
 from learntrack.intervals import Interval
-from lake.delta import ensure_table, read_table, replace_partitions, table_version
+from lake.delta import ensure_table, read_table, replace_partitions, versions
 from jobs.engagement import build_engagement
 from jobs.maintenance import silver_horizon
 from lake.tables import (GOLD_COMPLETION_FUNNEL, GOLD_COURSE_DAILY, GOLD_MULTI_REGION, GOLD_SHARED_ACCESS,
@@ -270,7 +270,7 @@ def build_gold(spark, settings: Settings, interval: Interval) -> dict[str, Any]:
     from lake.ledger import window
 
     lake = settings.lake_uri
-    versions_before = {t.qualified: table_version(spark, t, lake) for t in GOLD_TABLES}
+    versions_before = versions(spark, settings, GOLD_TABLES)
     silver = read_table(spark, SILVER_ACTIVITIES, lake)
     items = read_table(spark, SILVER_COURSE_ITEMS, lake)
     batch_rows = silver.where(window(settings, "gold", interval.batch_id).batch_filter())

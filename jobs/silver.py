@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from learntrack.intervals import Interval
-from lake.delta import ensure_table, read_table, table_version
+from lake.delta import ensure_table, read_table, versions
 from lake.tables import (BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, QUARANTINE, SILVER_ACTIVITIES,
                          SILVER_COURSE_ITEMS, SILVER_STUDENTS, SILVER_STUDENTS_HISTORY, SILVER_TABLES)
 from learntrack import faults
@@ -85,7 +85,7 @@ def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any
     from lake.ledger import pending_from_table
 
     lake = settings.lake_uri
-    versions_before = {t.qualified: table_version(spark, t, lake) for t in SILVER_TABLES}
+    versions_before = versions(spark, settings, SILVER_TABLES)
     bronze = spark.read.format("delta").load(ensure_table(spark, BRONZE_ACTIVITIES, lake))
     pending = pending_from_table(spark, settings, "silver", interval.batch_id, bronze)
     batch = typed_activities(bronze.where(pending.batch_filter()), settings.raw_retention_days).persist()

@@ -44,6 +44,19 @@ def replace_partitions(df, table, lake_root: str, column: str, values: list) -> 
        .option("replaceWhere", f"{column} IN ({literals})").save(path))
 
 
+def versions(spark, settings, tables) -> dict[str, int]:
+    """Each table's current version (the table created from its declaration first), read from its
+    Delta log through delta-rs: a stage records them before it writes, so a failed gate can restore
+    them. A log read per table instead of a Spark job for its history (gold's seven: 0.9 -> 0.1 s)."""
+    from lake import delta_rs
+
+    out = {}
+    for table in tables:
+        ensure_table(spark, table, settings.lake_uri)
+        out[table.qualified] = delta_rs.open_table(settings, table).version()
+    return out
+
+
 def table_version(spark, table, lake_root: str) -> int:
     from delta.tables import DeltaTable
 
