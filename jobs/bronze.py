@@ -81,7 +81,8 @@ def _slots(collection, source: Source, watermark, upper: dt.datetime, first_day:
     """The write slots that can hold documents after the watermark and up to ``upper``, oldest first.
 
     A whole day between the watermark's and ``upper``'s is first asked for one document of its day
-    bucket (an index lookup); the day's 144 slots are read only if it has one. A source written
+    bucket (one query, which ends at the first document found); the day's 144 slots are read only
+    if it has one. A source written
     rarely (a course catalogue) keeps an old watermark, and reading every 10-minute slot since it
     cost one round trip per slot on every run, growing with the days since its last write
     (4,750 slots, about 2 s per source, 33 days after the last profile change). The day bucket and
