@@ -130,18 +130,16 @@ def execute_all(session, settings: Settings, statement, args: list[tuple]) -> in
     return len(args)
 
 
-def _recorded(session, settings: Settings, table: DayTable, day: dt.date) -> tuple[set[tuple], set[tuple]]:
+def _recorded(session, settings: Settings, statements, table: DayTable, day: dt.date) -> tuple[set[tuple], set[tuple]]:
     """The keys the record names for ``table``'s ``day``: (in ``published_keys_by_bucket``, in the
-    single-partition ``published_keys`` that keyspaces before migration 6 wrote)."""
+    single-partition ``published_keys`` that keyspaces before migration 6 wrote). ``statements``:
+    the two prepared SELECTs, prepared once per ``replace_days``."""
     from cassandra.concurrent import execute_concurrent_with_args
 
-    ks = settings.cassandra_keyspace
-    by_bucket = session.prepare(f"SELECT key_values FROM {ks}.published_keys_by_bucket "
-                                "WHERE table_name = ? AND day = ? AND bucket = ?")
+    by_bucket, legacy = statements
     results = execute_concurrent_with_args(session, by_bucket, [(table.name, day, b) for b in range(KEY_BUCKETS)],
                                            concurrency=settings.cassandra_max_in_flight)
     recorded = {tuple(r.key_values) for _, rows in results for r in rows}
-    legacy = session.prepare(f"SELECT key_values FROM {ks}.published_keys WHERE table_name = ? AND day = ?")
     return recorded, {tuple(r.key_values) for r in session.execute(legacy, (table.name, day))}
 
 
@@ -160,7 +158,10 @@ def replace_days(session, settings: Settings, table: DayTable, days: Iterable[dt
     forget = session.prepare(f"DELETE FROM {ks}.published_keys_by_bucket "
                              "WHERE table_name = ? AND day = ? AND bucket = ? AND key_values = ?")
     drop_legacy = session.prepare(f"DELETE FROM {ks}.published_keys WHERE table_name = ? AND day = ?")
-    recorded = {d: _recorded(session, settings, table, d) for d in days}
+    selects = (session.prepare(f"SELECT key_values FROM {ks}.published_keys_by_bucket "
+                               "WHERE table_name = ? AND day = ? AND bucket = ?"),
+               session.prepare(f"SELECT key_values FROM {ks}.published_keys WHERE table_name = ? AND day = ?"))
+    recorded = {d: _recorded(session, settings, selects, table, d) for d in days}
     seen: dict[dt.date, set[tuple]] = {d: set() for d in days}
     upserted = deleted = 0
     names = table.column_names
