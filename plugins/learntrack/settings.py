@@ -135,6 +135,10 @@ class Settings:
     # A gate validates a frame of at most this many rows with GX's pandas engine (collected once),
     # larger ones with Spark; 0: always Spark. Same expectations, same verdicts (tested).
     gate_pandas_max_rows: int = 200_000
+    # The silver gate judges every bronze row of batches up to this many rows again with the rules
+    # and compares each row's place (kept or quarantined, and why); beyond, a fixed sample of about
+    # this many rows (ADR 34). 0: every row, whatever the size.
+    silver_gate_judge_rows: int = 100_000
     # gate_bronze fails when the newest activity written up to the interval end is older than this.
     freshness_max_hours: float = 24.0
 

@@ -111,7 +111,8 @@ def test_quarantine_rules_dedup_and_reconciliation(spark, fresh_lake):
     assert counts.first().asDict() == {"rows_in": 14, "accounted": 14, "kept": 3, "quarantined": 10,
                                        "invalid_rows": 10, "duplicates": 1, "valid_ids_missing_from_silver": 0,
                                        "event_ids_kept_twice": 0, "kept_outside_affected_days": 0,
-                                       "bronze_batches_not_taken_in": 0}
+                                       "bronze_batches_not_taken_in": 0, "rows_judged_again": 14,
+                                       "placed_against_the_rules": 0}
     validate(counts, suite, fresh_lake, interval.batch_id)
     # Finding 6: "accounted" used to be kept + quarantined + (valid rows - kept), which cancels kept:
     # a lost insert still balanced. Now the duplicates come from bronze and the other batches.
@@ -123,8 +124,54 @@ def test_quarantine_rules_dedup_and_reconciliation(spark, fresh_lake):
         validate(silver_reconciliation(spark, fresh_lake, [interval.batch_id], days), suite, fresh_lake,
                  interval.batch_id)
     assert "ExpectColumnPairValuesToBeEqual" in str(failed.value) or "column_pair" in str(failed.value)
+    # The lost quarantine row now looks kept-or-duplicate by its place; judged again, the rules refuse it.
     counts = silver_reconciliation(spark, fresh_lake, [interval.batch_id], days).first()
-    assert (counts["accounted"], counts["quarantined"], counts["invalid_rows"]) == (12, 9, 10)
+    assert (counts["accounted"], counts["quarantined"], counts["invalid_rows"], counts["rows_judged_again"],
+            counts["placed_against_the_rules"], counts["valid_ids_missing_from_silver"]) == (12, 9, 9, 14, 1, 2)
+
+
+def test_the_silver_gate_judges_a_large_batch_again_on_a_fixed_sample(spark, fresh_lake):
+    """Beyond ``silver_gate_judge_rows`` the rules are applied again to a sample: the same rows on
+    every run, and a row quarantined with the wrong rule is found when it is in the sample."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    from expectations.gates import silver_reconciliation
+    from jobs.silver import build_silver
+    from lake.delta import ensure_table, read_table
+    from lake.tables import BRONZE_ACTIVITIES, QUARANTINE
+    from learntrack.intervals import Interval
+
+    interval = Interval.for_day(T.date())
+    docs = [ev(f"ok{i}") for i in range(30)] + [ev(f"bad{i}", position_s=500.0) for i in range(30)]
+    path = ensure_table(spark, BRONZE_ACTIVITIES, fresh_lake.lake_uri)
+    spark.createDataFrame(bronze_rows(docs, interval.batch_id),
+                          BRONZE_ACTIVITIES.spark_schema()).write.format("delta").mode("append").save(path)
+    result = build_silver(spark, fresh_lake, interval)
+    days = [dt.date.fromisoformat(d) for d in result["affected_dates"]]
+    sampled = fresh_lake.with_overrides(silver_gate_judge_rows=20)
+
+    def counts(settings):
+        return silver_reconciliation(spark, settings, [interval.batch_id], days).first()
+
+    full, first, again = counts(fresh_lake), counts(sampled), counts(sampled)
+    assert (full["rows_judged_again"], full["placed_against_the_rules"]) == (60, 0)
+    assert 5 <= first["rows_judged_again"] < 60 and first["placed_against_the_rules"] == 0
+    assert again["rows_judged_again"] == first["rows_judged_again"]
+    # Which rows the sample holds, computed here as the gate states it: key hash mod ceil(60 / 20).
+    in_sample = {r["source_id"] for r in read_table(spark, BRONZE_ACTIVITIES, fresh_lake.lake_uri)
+                 .where(F.pmod(F.xxhash64("source_id", "source_updated_at"), F.lit(3)) == 0).collect()}
+    assert len(in_sample) == first["rows_judged_again"]
+    # Quarantined with another rule than the first it breaks: a sampled row is found, an unsampled one is not.
+    wrong_in, wrong_out = sorted(in_sample & {f"bad{i}" for i in range(30)})[0], \
+        sorted({f"bad{i}" for i in range(30)} - in_sample)[0]
+    quarantine = DeltaTable.forPath(spark, ensure_table(spark, QUARANTINE, fresh_lake.lake_uri))
+    quarantine.update(F.col("source_id") == wrong_out, {"rule": F.lit("unknown event_type")})
+    assert counts(sampled)["placed_against_the_rules"] == 0
+    assert counts(fresh_lake)["placed_against_the_rules"] == 1
+    quarantine.update(F.col("source_id") == wrong_in, {"rule": F.lit("unknown event_type")})
+    assert counts(sampled)["placed_against_the_rules"] == 1
+    assert counts(fresh_lake)["placed_against_the_rules"] == 2
 
 
 def test_student_history_keeps_every_profile_version_in_any_batch_order(spark, fresh_lake):
