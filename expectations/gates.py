@@ -133,7 +133,7 @@ def silver_reconciliation(spark, settings: Settings, batches: list[str], days: l
     keys = ["source_id", "source_updated_at"]
     bronze_all = read_table(spark, BRONZE_ACTIVITIES, lake)
     # Independent of build_silver's own list: which batches are pending now, as the ledger sees it.
-    stranded = set(pending_from_table(spark, settings, "silver", max(batches), bronze_all).batches) - set(batches)
+    stranded = set(pending_from_table(settings, "silver", max(batches), BRONZE_ACTIVITIES).batches) - set(batches)
     bronze = bronze_all.where(F.col("batch_id").isin(batches))
     quarantine = read_table(spark, QUARANTINE, lake).where(
         (F.col("source_table") == "activities") & F.col("batch_id").isin(batches))

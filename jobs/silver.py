@@ -87,13 +87,21 @@ def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any
     lake = settings.lake_uri
     versions_before = versions(spark, settings, SILVER_TABLES)
     bronze = spark.read.format("delta").load(ensure_table(spark, BRONZE_ACTIVITIES, lake))
-    pending = pending_from_table(spark, settings, "silver", interval.batch_id, bronze)
+    pending = pending_from_table(settings, "silver", interval.batch_id, BRONZE_ACTIVITIES)
     batch = typed_activities(bronze.where(pending.batch_filter()), settings.raw_retention_days).persist()
     try:
-        rows_in = batch.count()
+        # One job judges the batch (it is cached) and counts it: rows per (rule, event day).
+        tally = batch.groupBy("rule", "event_date").count().collect()
+        rows_in = sum(r["count"] for r in tally)
+        by_rule = {}
+        for r in tally:
+            if r["rule"] is not None:
+                by_rule[r["rule"]] = by_rule.get(r["rule"], 0) + r["count"]
+        quarantined = sum(by_rule.values())
+        valid = rows_in - quarantined
+        days = sorted(r["event_date"] for r in tally if r["rule"] is None)
         bad = batch.where(F.col("rule").isNotNull())
         good = batch.where(F.col("rule").isNull())
-        quarantined = bad.count()
 
         # Inside the batch keep the first write of each event id; the rest are duplicates.
         first = Window.partitionBy("event_id").orderBy("ingested_at", "source_id")
@@ -103,29 +111,26 @@ def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any
         held = read_table(spark, SILVER_ACTIVITIES, lake).select("event_id").join(
             unique.select("event_id"), "event_id", "left_semi")
         unique = unique.join(held, "event_id", "left_anti")
-        valid = good.count()
 
         q_path = ensure_table(spark, QUARANTINE, lake)
-        (DeltaTable.forPath(spark, q_path).alias("t")
-         .merge(bad.select(F.lit("activities").alias("source_table"), "source_id", "source_updated_at", "rule",
-                           "raw", "batch_id", "ingest_date").alias("s"),
-                "t.source_table = s.source_table AND t.source_id = s.source_id "
-                "AND t.source_updated_at = s.source_updated_at")
-         .whenNotMatchedInsertAll().execute())
+        if quarantined:  # a MERGE of nothing would still be two Delta jobs
+            (DeltaTable.forPath(spark, q_path).alias("t")
+             .merge(bad.select(F.lit("activities").alias("source_table"), "source_id", "source_updated_at", "rule",
+                               "raw", "batch_id", "ingest_date").alias("s"),
+                    "t.source_table = s.source_table AND t.source_id = s.source_id "
+                    "AND t.source_updated_at = s.source_updated_at")
+             .whenNotMatchedInsertAll().execute())
         faults.point(settings, "silver.quarantine_merged")
 
-        s_path = ensure_table(spark, SILVER_ACTIVITIES, lake)
-        target = DeltaTable.forPath(spark, s_path)
-        before = target.history(1).first()["version"]
-        days = sorted(r["event_date"] for r in good.select("event_date").distinct().collect())
+        target = DeltaTable.forPath(spark, ensure_table(spark, SILVER_ACTIVITIES, lake))
         # A retry carries its event's time, so a duplicate can only be in the batch's own days:
         # naming them lets the MERGE read those partitions instead of the whole history.
         in_days = (" AND t.event_date IN (" + ", ".join(f"DATE'{d}'" for d in days) + ")") if days else ""
-        (target.alias("t")
-         .merge(unique.select(*SILVER_ACTIVITIES.column_names).alias("s"), "t.event_id = s.event_id" + in_days)
-         .whenNotMatchedInsertAll().execute())
-        inserted = merged_rows_inserted(target, before)
-        by_rule = {r["rule"]: r["count"] for r in bad.groupBy("rule").count().collect()}
+        if valid:
+            (target.alias("t")
+             .merge(unique.select(*SILVER_ACTIVITIES.column_names).alias("s"), "t.event_id = s.event_id" + in_days)
+             .whenNotMatchedInsertAll().execute())
+        inserted = merged_rows_inserted(settings, SILVER_ACTIVITIES, versions_before[SILVER_ACTIVITIES.qualified])
     finally:
         batch.unpersist()
 
@@ -141,12 +146,15 @@ def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any
     return result  # gate_silver reconciles these counts against what landed in the tables
 
 
-def merged_rows_inserted(table, version_before: int) -> int:
-    """Rows the MERGE that followed ``version_before`` inserted (0 when it committed nothing)."""
-    last = table.history(1).first()
+def merged_rows_inserted(settings: Settings, table, version_before: int) -> int:
+    """Rows the MERGE that followed ``version_before`` inserted (0 when it committed nothing), read
+    from the commit's metrics in the Delta log through delta-rs (a Spark history job before)."""
+    from lake import delta_rs
+
+    last = delta_rs.open_table(settings, table).history(1)[0]
     if last["version"] == version_before or last["operation"] != "MERGE":
         return 0
-    return int(last["operationMetrics"].get("numTargetRowsInserted", 0))
+    return int(last.get("operationMetrics", {}).get("numTargetRowsInserted", 0))
 
 
 def build_student_dimension(spark, settings: Settings, interval: Interval, batches=None) -> int:

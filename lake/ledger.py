@@ -70,13 +70,21 @@ def window(settings, stage: str, batch_id: str) -> Pending:
     return Pending(processed_up_to(settings, stage), batch_id, (), ())
 
 
-def pending_from_table(spark, settings, stage: str, batch_id: str, upstream_df) -> Pending:
-    """Pending input of ``stage`` read from an upstream *table* (its ``batch_id`` column): silver
-    takes bronze batches this way. Batches are appended in time order, so Delta's file statistics
-    on ``batch_id`` skip the files of batches already processed."""
+def pending_from_table(settings, stage: str, batch_id: str, upstream) -> Pending:
+    """Pending input of ``stage`` read from an upstream *table* (a declared ``Table`` with a
+    ``batch_id`` column): silver takes bronze batches this way. Read through delta-rs, the column
+    alone: batches are appended in time order, so the files' statistics on ``batch_id`` skip the
+    batches already processed (a Spark job of 3 s on the 1M benchmark's bronze, twice a run)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    from lake import delta_rs
+
     open_ = window(settings, stage, batch_id)
-    batches = {r[0] for r in upstream_df.where(open_.batch_filter()).select("batch_id").distinct().collect()}
-    return replace(open_, batches=tuple(sorted(batches | {batch_id})))
+    column = ds.field("batch_id")
+    where = column <= batch_id if open_.after is None else (column <= batch_id) & (column > open_.after)
+    found = delta_rs.scan(settings, upstream, where, columns=["batch_id"])["batch_id"]
+    return replace(open_, batches=tuple(sorted(set(pc.unique(found).to_pylist()) | {batch_id})))
 
 
 def pending_from_ledger(settings, stage: str, upstream_stage: str, batch_id: str) -> Pending:
