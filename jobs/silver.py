@@ -36,6 +36,8 @@ def typed_activities(bronze_df, max_age_days: int | None = None):
     JSON text cannot tell a top-level field from a nested one, or escaped text from BSON size.
     The rows cross to Python as Arrow record batches (``mapInArrow``), judged in a plain loop: a
     row-at-a-time UDF paid three times the judging itself in serialisation (issue 10).
+    ``raw`` comes back for the refused rows only (the quarantine keeps it; silver has no raw
+    column), so a cached batch does not hold every document's text twice.
     """
     from pyspark.sql import functions as F
     from pyspark.sql.types import StructField, StructType
@@ -43,7 +45,8 @@ def typed_activities(bronze_df, max_age_days: int | None = None):
     from lake.tables import _spark_type
 
     passthrough = bronze_df.select(*_BRONZE_PASSTHROUGH)
-    schema = StructType(list(passthrough.schema.fields)
+    schema = StructType([StructField(f.name, f.dataType, True) if f.name == "raw" else f
+                         for f in passthrough.schema.fields]
                         + [StructField(f, _spark_type(t), True) for f, t in JUDGED_TYPES])
 
     def judge_batches(batches):
@@ -53,17 +56,21 @@ def typed_activities(bronze_df, max_age_days: int | None = None):
         from learntrack.activity_model import judge_raw_activity
 
         types = [_arrow_type(t) for _, t in JUDGED_TYPES]
+        names = [f for f, _ in JUDGED_TYPES]
+        raw_at = batch_names = None
         for batch in batches:
+            if batch_names is None:
+                batch_names = batch.schema.names
+                raw_at = batch_names.index("raw")
             raws = batch.column("raw").to_pylist()
             written = batch.column("source_updated_at").to_pylist()
-            columns: list[list] = [[] for _ in JUDGED_TYPES]
-            for raw, at in zip(raws, written):
-                out = judge_raw_activity(raw, at, max_age_days)
-                for values, (name, _) in zip(columns, JUDGED_TYPES):
-                    values.append(out.get(name))
+            outs = [judge_raw_activity(raw, at, max_age_days) for raw, at in zip(raws, written)]
+            refused_raw = [raw if out["rule"] else None for raw, out in zip(raws, outs)]
+            columns = batch.columns
+            columns[raw_at] = pa.array(refused_raw, pa.string())
             yield pa.RecordBatch.from_arrays(
-                batch.columns + [pa.array(values, typ) for values, typ in zip(columns, types)],
-                names=[*batch.schema.names, *(f for f, _ in JUDGED_TYPES)])
+                columns + [pa.array([out.get(name) for out in outs], typ) for name, typ in zip(names, types)],
+                names=[*batch_names, *names])
 
     judged = passthrough.mapInArrow(judge_batches, schema)
     return judged.select(*_BRONZE_PASSTHROUGH, *[F.col(f) for f in JUDGED_FIELDS if f != "rule"],
