@@ -22,13 +22,14 @@ def gate_result(checks: list[dict]) -> dict[str, Any]:
 
 
 def validate_or_quarantine(spark, settings: Settings, interval: Interval, checks: list, written: list) -> list[dict]:
-    """Run every (frame, suite); on a failure, move what this run wrote aside (``written``:
-    (table, version before the run, rows)) and restore those tables before failing the task."""
+    """Run every (frame, suite[, at least this many rows]); on a failure, move what this run wrote
+    aside (``written``: (table, version before the run, rows)) and restore those tables before
+    failing the task."""
     from expectations.gate import GateFailed, validate
     from lake.delta import quarantine_run_output
 
     try:
-        return [validate(df, suite, settings, interval.batch_id) for df, suite in checks]
+        return [validate(df, suite, settings, interval.batch_id, *rows) for df, suite, *rows in checks]
     except GateFailed as exc:
         restored = quarantine_run_output(spark, settings.lake_uri, interval.batch_id, written)
         raise GateFailed(exc.suite, exc.failures + [f"restored {restored or 'nothing'}; this run's rows are "
@@ -92,8 +93,8 @@ def gate_bronze(spark, settings: Settings, interval: Interval, extract_result: d
     for src in SOURCES:
         e = extracted[src.table.qualified]
         batch = read_table(spark, src.table, settings.lake_uri).where(F.col("batch_id") == interval.batch_id)
-        out.append(validate(batch, bronze_batch_suite(src.table, e["extracted"] + e.get("already_in_batch", 0)),
-                            settings, interval.batch_id))
+        expected = e["extracted"] + e.get("already_in_batch", 0)
+        out.append(validate(batch, bronze_batch_suite(src.table, expected), settings, interval.batch_id, expected))
         # Activities are insert-only, so a bucket's count is exact. A profile moves to a newer bucket
         # when it changes (bronze keeps every version), so its buckets are compared as "at least".
         exact = src.collection == "activities"
@@ -216,7 +217,8 @@ def gate_silver(spark, settings: Settings, interval: Interval, build_result: dic
     batches = build_result.get("input_batches") or [interval.batch_id]
     df = read_table(spark, SILVER_ACTIVITIES, settings.lake_uri).where(F.col("event_date").isin(days))
     timing = df.select((F.col("ingested_at").cast("double") - F.col("event_time").cast("double")).alias("write_lag_s"))
-    checks = [(df, silver_activities_suite()), (timing, silver_timing_suite()),
+    inserted = build_result.get("inserted", 0)  # every row silver inserted is in the affected days
+    checks = [(df, silver_activities_suite(), inserted), (timing, silver_timing_suite(), inserted),
               (silver_reconciliation(spark, settings, batches, days),
                reconciliation_suite("silver.activities.reconciliation",
                                     [("rows_in", "accounted"), ("quarantined", "invalid_rows")],

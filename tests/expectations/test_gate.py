@@ -72,6 +72,18 @@ def test_a_frame_beyond_the_limit_is_validated_by_spark(spark):
     df = spark.range(5).selectExpr("0L AS missing_from_bronze", "id AS in_mongo", "id AS in_bronze")
     assert run_suite(df, suites.bronze_completeness_suite(_bronze(), True), pandas_max_rows=4)[1] == "spark"
     assert run_suite(df, suites.bronze_completeness_suite(_bronze(), True), pandas_max_rows=5)[1] == "pandas"
+    # A caller that knows the frame is larger than the limit: Spark, without collecting a head first.
+    collected = []
+    original = type(df).toPandas
+    type(df).toPandas = lambda self: collected.append(self) or original(self)
+    try:
+        result, engine = run_suite(df, suites.bronze_completeness_suite(_bronze(), True), pandas_max_rows=5,
+                                   at_least_rows=6)
+        assert (engine, result.success, collected) == ("spark", True, [])
+        assert run_suite(df, suites.bronze_completeness_suite(_bronze(), True), pandas_max_rows=5,
+                         at_least_rows=5)[1] == "pandas" and len(collected) == 1
+    finally:
+        type(df).toPandas = original
 
 
 def _bronze():
