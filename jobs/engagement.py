@@ -101,19 +101,30 @@ def recent_activity(silver_df, items_df, start: dt.date, end: dt.date, window_da
         F.col("course_id").alias("quiz_course_id"), F.col("item_id").alias("quiz_id"), "passing_score")
     events = events.join(F.broadcast(passing), (events.course_id == passing.quiz_course_id)
                          & (events.item_id == passing.quiz_id), "left")
+    quiz = (F.col("event_type") == "quiz_attempt") & F.col("passing_score").isNotNull()
+    passed = F.when(quiz, (F.col("score") >= F.col("passing_score")).cast("double"))
+    # Totals per (student, event day, known day) first: the join below copies each row into every
+    # as-of day whose two windows hold it (up to 2 x window_days), so it copies day totals, not
+    # events (the 1M benchmark's batch: about 1M events x 14 before).
+    daily = (events.groupBy("student_id", "event_date", "known_date")
+             .agg(F.count(F.lit(1)).alias("events"),
+                  F.sum((F.col("event_type") == "quiz_attempt").cast("bigint")).alias("quiz_attempts"),
+                  F.sum(passed).alias("quiz_passes"), F.count(passed).alias("quiz_graded"),
+                  F.max("event_time").alias("last_event_time")))
     days = events.sparkSession.range((end - start).days + 1).select(
         F.date_add(F.lit(start), F.col("id").cast("int")).alias("as_of_date"))
-    joined = events.join(F.broadcast(days), (F.col("event_date") <= F.col("as_of_date"))
-                         & (F.col("event_date") > F.date_sub(F.col("as_of_date"), span))
-                         & (F.col("known_date") <= F.col("as_of_date")))
+    joined = daily.join(F.broadcast(days), (F.col("event_date") <= F.col("as_of_date"))
+                        & (F.col("event_date") > F.date_sub(F.col("as_of_date"), span))
+                        & (F.col("known_date") <= F.col("as_of_date")))
     recent = F.col("event_date") > F.date_sub(F.col("as_of_date"), window_days)
-    quiz = (F.col("event_type") == "quiz_attempt") & F.col("passing_score").isNotNull()
+    graded = F.sum("quiz_graded")
     return (joined.groupBy("as_of_date", "student_id")
-            .agg(F.sum(recent.cast("bigint")).alias("events_recent"),
-                 F.sum((~recent).cast("bigint")).alias("events_previous"),
-                 F.sum((F.col("event_type") == "quiz_attempt").cast("bigint")).alias("quiz_attempts"),
-                 F.avg(F.when(quiz, (F.col("score") >= F.col("passing_score")).cast("double"))).alias("quiz_pass_rate"),
-                 F.max("event_time").alias("last_event_time")))
+            .agg(F.sum(F.when(recent, F.col("events")).otherwise(0)).cast("bigint").alias("events_recent"),
+                 F.sum(F.when(~recent, F.col("events")).otherwise(0)).cast("bigint").alias("events_previous"),
+                 F.sum("quiz_attempts").cast("bigint").alias("quiz_attempts"),
+                 # the mean of the graded attempts' 0/1 outcomes, as avg() of the events gave it
+                 F.when(graded > 0, F.sum("quiz_passes") / graded).alias("quiz_pass_rate"),
+                 F.max("last_event_time").alias("last_event_time")))
 
 
 def student_segments(course_rows, activity_df, settings: Settings):

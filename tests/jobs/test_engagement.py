@@ -170,3 +170,46 @@ def test_segments_scores_and_the_same_digits_in_any_run_order(spark, fresh_lake,
     assert retry["input_batches"] == [Interval.for_day(d18).batch_id]
     assert retry["engagement_dates"] == [d17.isoformat(), d18.isoformat(), AS_OF.isoformat()]
     assert tables(spark, lake) == one_range, "a failed day retried after the next"
+
+
+def test_recent_activity_equals_a_count_over_the_events_of_each_as_of_day(spark):
+    """Every as-of day's windows, counted event by event in Python: the day totals Spark joins must
+    give the same counts, pass rate and newest event (late rows count from their known day)."""
+    from jobs.engagement import recent_activity
+    from lake.tables import SILVER_ACTIVITIES, SILVER_COURSE_ITEMS
+
+    rows = events() + [silver_row(900, "quizzer", D0 + dt.timedelta(days=5), "quiz_attempt", item="q2", score=1.0),
+                       silver_row(901, "quizzer", D0 + dt.timedelta(days=12), "quiz_attempt", item="q9", score=9.0),
+                       silver_row(902, "quizzer", D0 + dt.timedelta(days=14), "quiz_attempt", item="q1", score=8.0,
+                                  late_days=3)]
+    items = [{"course_id": "c1", "item_id": q, "item_type": "quiz", "duration_s": None, "max_score": 10.0,
+              "passing_score": p, "updated_at": dt.datetime(2026, 1, 1, tzinfo=UTC)} for q, p in (("q1", 6.0), ("q2", 5.0))]
+    silver = spark.createDataFrame([{**r, "batch_id": "b"} for r in rows], SILVER_ACTIVITIES.spark_schema())
+    items_df = spark.createDataFrame(items, SILVER_COURSE_ITEMS.spark_schema())
+    start, end, window = D0, AS_OF + dt.timedelta(days=1), 7
+    from pyspark.sql import functions as F
+
+    got = {(r["as_of_date"], r["student_id"]): r.asDict() for r in  # epoch seconds: any host time zone
+           recent_activity(silver, items_df, start, end, window)
+           .withColumn("last_event_time", F.unix_micros("last_event_time") / 1e6).collect()}
+
+    passing = {("c1", i["item_id"]): i["passing_score"] for i in items}
+    want = {}
+    for n in range((end - start).days + 1):
+        as_of = start + dt.timedelta(days=n)
+        for student in {r["student_id"] for r in rows}:
+            seen = [r for r in rows if r["student_id"] == student and known_day(r) <= as_of
+                    and as_of - dt.timedelta(days=2 * window) < r["event_date"] <= as_of]
+            if not seen:
+                continue
+            graded = [float(r["score"] >= passing[(r["course_id"], r["item_id"])]) for r in seen
+                      if r["event_type"] == "quiz_attempt" and (r["course_id"], r["item_id"]) in passing]
+            recent = [r for r in seen if r["event_date"] > as_of - dt.timedelta(days=window)]
+            want[(as_of, student)] = {
+                "as_of_date": as_of, "student_id": student, "events_recent": len(recent),
+                "events_previous": len(seen) - len(recent),
+                "quiz_attempts": sum(r["event_type"] == "quiz_attempt" for r in seen),
+                "quiz_pass_rate": sum(graded) / len(graded) if graded else None,
+                "last_event_time": max(r["event_time"] for r in seen).timestamp()}
+    assert got == want
+    assert any(v["quiz_pass_rate"] not in (None, 0.0, 1.0) for v in want.values())  # the data exercise the mean
