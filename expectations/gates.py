@@ -108,6 +108,10 @@ def gate_bronze(spark, settings: Settings, interval: Interval, extract_result: d
 
 # --- silver -----------------------------------------------------------------------------------
 
+#: One bronze row (a document version): how the quarantine names the row it holds.
+BRONZE_ROW_KEY = ["source_id", "source_updated_at"]
+
+
 def silver_reconciliation(spark, settings: Settings, batches: list[str], days: list[dt.date]):
     """One row of counts for the bronze batches silver took in, each from what is stored:
 
@@ -131,7 +135,7 @@ def silver_reconciliation(spark, settings: Settings, batches: list[str], days: l
     from lake.tables import BRONZE_ACTIVITIES, QUARANTINE, SILVER_ACTIVITIES
 
     lake = settings.lake_uri
-    keys = ["source_id", "source_updated_at"]
+    keys = BRONZE_ROW_KEY
     bronze_all = read_table(spark, BRONZE_ACTIVITIES, lake)
     # Independent of build_silver's own list: which batches are pending now, as the ledger sees it.
     stranded = set(pending_from_table(settings, "silver", max(batches), BRONZE_ACTIVITIES).batches) - set(batches)
@@ -186,7 +190,7 @@ def placed_against_the_rules(bronze, placed, rows_in: int, settings: Settings) -
 
     from jobs.silver import typed_activities
 
-    keys = ["source_id", "source_updated_at"]
+    keys = BRONZE_ROW_KEY
     limit = settings.silver_gate_judge_rows
     every = limit <= 0 or rows_in <= limit
     sample = bronze if every else bronze.where(

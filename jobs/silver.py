@@ -56,12 +56,8 @@ def typed_activities(bronze_df, max_age_days: int | None = None):
         from learntrack.activity_model import judge_raw_activity
 
         types = [_arrow_type(t) for _, t in JUDGED_TYPES]
-        names = [f for f, _ in JUDGED_TYPES]
-        raw_at = batch_names = None
+        raw_at = _BRONZE_PASSTHROUGH.index("raw")  # the batches hold the passthrough columns, in order
         for batch in batches:
-            if batch_names is None:
-                batch_names = batch.schema.names
-                raw_at = batch_names.index("raw")
             raws = batch.column("raw").to_pylist()
             written = batch.column("source_updated_at").to_pylist()
             outs = [judge_raw_activity(raw, at, max_age_days) for raw, at in zip(raws, written)]
@@ -69,8 +65,8 @@ def typed_activities(bronze_df, max_age_days: int | None = None):
             columns = batch.columns
             columns[raw_at] = pa.array(refused_raw, pa.string())
             yield pa.RecordBatch.from_arrays(
-                columns + [pa.array([out.get(name) for out in outs], typ) for name, typ in zip(names, types)],
-                names=[*batch_names, *names])
+                columns + [pa.array([out.get(name) for out in outs], typ) for name, typ in zip(JUDGED_FIELDS, types)],
+                names=[*_BRONZE_PASSTHROUGH, *JUDGED_FIELDS])
 
     judged = passthrough.mapInArrow(judge_batches, schema)
     return judged.select(*_BRONZE_PASSTHROUGH, *[F.col(f) for f in JUDGED_FIELDS if f != "rule"],
