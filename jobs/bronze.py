@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any, Callable, Iterable, Iterator
 
 from lake.tables import BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, Table
@@ -134,6 +135,42 @@ def _after_watermark(docs: Iterable[dict], field: str, watermark) -> Iterator[di
         if isinstance(written, dt.datetime) and written == ts and _bson_order(doc["_id"]) <= last:
             continue
         yield doc
+
+
+def _write_order(field: str):
+    """Sort key of MongoDB's (write time, _id) order on the client: dates as the milliseconds BSON
+    stores (a date outside years 1-9999 is a ``DatetimeMS``), ids by ``_bson_order``."""
+    epoch = dt.datetime(1970, 1, 1, tzinfo=UTC)
+    millisecond = dt.timedelta(milliseconds=1)
+
+    def key(doc: dict) -> tuple:
+        ts = doc[field]
+        ms = (to_utc(ts) - epoch) // millisecond if isinstance(ts, dt.datetime) else int(ts)
+        return ms, _bson_order(doc["_id"])
+
+    return key
+
+
+def _read_day(collection, source: Source, day: str, flt: dict, limit: int, batch_size: int) -> list[dict] | None:
+    """The day bucket's documents matching ``flt``, in (write time, _id) order, read as one query and
+    sorted here; None when the day holds more than ``limit`` (the caller reads it by slot instead).
+
+    One query per day is FerretDB's plain read rate: its 144 slot queries cost 1.23x as much (they
+    pay a round trip and a plan each), and it pushes down neither ``$in`` nor a range over slots.
+    The server is not asked to sort (FerretDB sorts in memory); the client holds at most ``limit``
+    documents, and a day that turns out larger has cost at most ``limit`` documents of reading.
+    """
+    docs: list[dict] = []
+    cursor = collection.find({source.bucket_field: day, **flt}).batch_size(batch_size)
+    try:
+        for doc in cursor:
+            docs.append(doc)
+            if len(docs) > limit:
+                return None
+    finally:
+        cursor.close()
+    docs.sort(key=_write_order(source.watermark_field))
+    return docs
 
 
 def reconcile_days(watermark, upper: dt.datetime, lookback_days: int) -> list[str]:
@@ -269,16 +306,27 @@ def extract_source(settings: Settings, interval: Interval, source: Source, db,
                 progress(f"bronze.{source.table.name}: {written:,} rows committed")
 
     def new_documents() -> Iterator[dict]:
-        # One write slot at a time, oldest first: an equality filter the server serves from an
-        # index, so a run reads what is new, never the collection's history, and a sort FerretDB
-        # does in memory stays the size of a slot. Only documents stamped with a slot and a date
+        # A day at a time, oldest first, each an equality on its bucket the server serves from an
+        # index, so a run reads what is new, never the collection's history. A day of at most
+        # extract_day_read_max_docs new documents is read as one query and sorted here (ADR 35);
+        # a larger one one write slot at a time, sorted by the server (a sort FerretDB does in
+        # memory stays the size of a slot). Only documents stamped with the buckets and a date
         # watermark can match (docs/decisions.md, "extraction watermark"); the count
         # reconciliation below finds any other.
-        for slot in slots:
-            yield from _after_watermark(
-                collection.find({source.slot_field: slot, **flt})
-                .sort([(source.watermark_field, 1), ("_id", 1)]).batch_size(settings.extract_batch_size),
-                source.watermark_field, watermark)
+        limit = settings.extract_day_read_max_docs
+        for day, in_day in groupby(slots, key=lambda slot: slot[:10]):
+            docs = _read_day(collection, source, day, flt, limit, settings.extract_batch_size) if limit else None
+            if docs is not None:
+                yield from _after_watermark(docs, source.watermark_field, watermark)
+                continue
+            if limit:
+                log.info("bronze.%s: day %s holds more than %d new documents; read by slot",
+                         source.table.name, day, limit)
+            for slot in in_day:
+                yield from _after_watermark(
+                    collection.find({source.slot_field: slot, **flt})
+                    .sort([(source.watermark_field, 1), ("_id", 1)]).batch_size(settings.extract_batch_size),
+                    source.watermark_field, watermark)
 
     # The next chunk is read and encoded (waiting on MongoDB) while this one is committed (in
     # delta-rs, which releases the GIL); commits stay in watermark order, so a crash still leaves a consistent prefix.

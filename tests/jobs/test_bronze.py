@@ -231,21 +231,93 @@ def test_a_source_written_rarely_reads_only_the_slots_of_days_that_have_writes(w
     assert bronze_ids(spark, settings) == ["b001", "b002"]
 
 
-def test_a_document_written_without_a_slot_is_extracted_by_the_count_reconciliation(spark, world):
+@pytest.mark.parametrize("day_read_max_docs, new_rows, repaired", [(0, 2, 1), (100, 3, 0)],
+                         ids=["read-by-slot", "read-by-day"])
+def test_a_document_written_without_a_slot_is_extracted(spark, world, day_read_max_docs, new_rows, repaired):
     """A writer from before slots existed stamps the day but no slot: the sorted read, one slot at a
-    time, cannot see it; the day's count can, so the same run extracts it and the gate passes."""
+    time, cannot see it; the day's count can, so the same run extracts it and the gate passes. A
+    day read as one query (ADR 35) sees it in the first place."""
     from expectations.gates import gate_bronze
     from jobs.bronze import extract_bronze
     from learntrack.intervals import Interval
 
     settings, db = world
+    settings = settings.with_overrides(extract_day_read_max_docs=day_read_max_docs)
     day = Interval.for_day(T1.date())
     old_writer = doc(1, T1 + dt.timedelta(minutes=1))
     del old_writer["ingest_slot"]
     db.activities.insert_many([doc(0, T1), old_writer, doc(2, T1 + dt.timedelta(minutes=2))])
     report = extract_bronze(settings, day)
     activities = next(e for e in report if e["table"] == "bronze.activities")
-    assert (activities["new_rows"], activities["repaired_behind_watermark"], activities["extracted"]) == (2, 1, 3)
+    assert (activities["new_rows"], activities["repaired_behind_watermark"], activities["extracted"]) == (
+        new_rows, repaired, 3)
     gate_bronze(spark, settings, day, {"sources": report})
     again = next(e for e in extract_bronze(settings, day) if e["table"] == "bronze.activities")
     assert again["extracted"] == 0
+
+
+def test_a_day_read_as_one_query_commits_what_slot_reads_commit_in_the_same_order(world, monkeypatch):
+    """ADR 35: a small day is read as one query and sorted on the client. Its commits must be the
+    slot reads': the same rows in MongoDB's (write time, _id) order, chunk by chunk, with ties on
+    the write time between string ids and ObjectIds, a crash between two rows of one write time, a
+    day over the limit read by slot beside one under it, and a write time outside years 1-9999
+    (refused as before)."""
+    from bson.datetime_ms import DatetimeMS
+
+    import jobs.bronze as bronze
+    from lake import delta_rs
+    from learntrack.intervals import Interval
+
+    settings, db = world
+    day2 = T1 + dt.timedelta(days=1)
+    docs = ([doc(i, T1 + dt.timedelta(seconds=i // 4, milliseconds=7 * (i % 2)), oid=i % 3 == 0) for i in range(40)]
+            + [doc(100 + i, day2 + dt.timedelta(hours=i % 5, minutes=i % 7)) for i in range(15)])
+    db.activities.insert_many(list(reversed(docs)))  # insertion order is not the write order
+    interval = Interval(T1.replace(hour=0), day2.replace(hour=0) + dt.timedelta(days=1))
+    real_append, real_read_day = delta_rs.append, bronze._read_day
+
+    def commits(day_read_max_docs, lake):
+        chunks, days_read = [], []
+
+        def append(delta, data):
+            if crash and len(chunks) == 1:
+                raise RuntimeError("simulated crash after the first commit")
+            chunks.append(data.column("source_id").to_pylist())
+            real_append(delta, data)
+
+        def read_day(collection, source, day, *args):
+            docs = real_read_day(collection, source, day, *args)
+            days_read.append((day, docs is not None))
+            return docs
+
+        monkeypatch.setattr(delta_rs, "append", append)
+        monkeypatch.setattr(bronze, "_read_day", read_day)
+        local = settings.with_overrides(extract_day_read_max_docs=day_read_max_docs, extract_commit_rows=7,
+                                        lake_root=str(lake))
+        crash = True
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            bronze.extract_source(local, interval, bronze.SOURCES[0], db)
+        crash = False
+        days_read.clear()  # the days the resumed run read (the crashed one read ahead of its commits)
+        out = bronze.extract_source(local, interval, bronze.SOURCES[0], db)
+        return chunks, days_read, out
+
+    by_slot, read, _ = commits(0, settings.home_path / "by-slot")
+    assert read == []
+    by_day, read, out = commits(100, settings.home_path / "by-day")
+    assert read == [("2026-03-01", True), ("2026-03-02", True), ("2026-03-03", True)]  # 03-03: its first slot
+    mixed, read, _ = commits(20, settings.home_path / "mixed")
+    assert read == [("2026-03-01", False), ("2026-03-02", True), ("2026-03-03", True)]
+    monkeypatch.setattr(delta_rs, "append", real_append)
+    monkeypatch.setattr(bronze, "_read_day", real_read_day)
+    assert by_day == by_slot == mixed
+    expected = sorted(docs, key=lambda d: (d["ingested_at"], bronze._bson_order(d["_id"])))
+    assert by_day[0][-1] != str(expected[7]["_id"]) and expected[6]["ingested_at"] == expected[7]["ingested_at"]
+    assert [i for chunk in by_day for i in chunk] == [str(d["_id"]) for d in expected]
+    assert (out["new_rows"], out["already_in_batch"], out["repaired_behind_watermark"]) == (48, 7, 0)
+
+    rogue = dict(doc(900, day2), ingested_at=DatetimeMS(-62_198_755_200_000 - 1))  # before year 1
+    db.activities.insert_one(rogue)
+    with pytest.raises(ValueError, match="not a date between years 1 and 9999"):
+        bronze.extract_source(settings.with_overrides(lake_root=str(settings.home_path / "rogue")), interval,
+                              bronze.SOURCES[0], bronze.extraction_db(settings, db.client))
