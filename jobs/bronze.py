@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from itertools import groupby
+from itertools import chain, groupby
 from typing import Any, Callable, Iterable, Iterator
 
 from lake.tables import BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, Table
@@ -305,32 +305,35 @@ def extract_source(settings: Settings, interval: Interval, source: Source, db,
             if progress:
                 progress(f"bronze.{source.table.name}: {written:,} rows committed")
 
-    def new_documents() -> Iterator[dict]:
+    def new_documents() -> Iterator[list[dict]]:
         # A day at a time, oldest first, each an equality on its bucket the server serves from an
         # index, so a run reads what is new, never the collection's history. A day of at most
         # extract_day_read_max_docs new documents is read as one query and sorted here (ADR 35);
         # a larger one one write slot at a time, sorted by the server (a sort FerretDB does in
         # memory stays the size of a slot). Only documents stamped with the buckets and a date
         # watermark can match (docs/decisions.md, "extraction watermark"); the count
-        # reconciliation below finds any other.
+        # reconciliation below finds any other. Yields the documents of a day (or a slot) in order.
         limit = settings.extract_day_read_max_docs
         for day, in_day in groupby(slots, key=lambda slot: slot[:10]):
             docs = _read_day(collection, source, day, flt, limit, settings.extract_batch_size) if limit else None
             if docs is not None:
-                yield from _after_watermark(docs, source.watermark_field, watermark)
+                yield list(_after_watermark(docs, source.watermark_field, watermark))
                 continue
             if limit:
                 log.info("bronze.%s: day %s holds more than %d new documents; read by slot",
                          source.table.name, day, limit)
             for slot in in_day:
-                yield from _after_watermark(
+                yield list(_after_watermark(
                     collection.find({source.slot_field: slot, **flt})
                     .sort([(source.watermark_field, 1), ("_id", 1)]).batch_size(settings.extract_batch_size),
-                    source.watermark_field, watermark)
+                    source.watermark_field, watermark))
 
-    # The next chunk is read and encoded (waiting on MongoDB) while this one is committed (in
-    # delta-rs, which releases the GIL); commits stay in watermark order, so a crash still leaves a consistent prefix.
-    commit(read_ahead(_bronze_columns(new_documents(), source, unreadable, settings.extract_commit_rows)))
+    # Three steps at once, each in its own thread: the next day is read (waiting on MongoDB) while
+    # this one is encoded into chunks, and a chunk is committed (in delta-rs, which releases the
+    # GIL) while the next is encoded. Commits stay in watermark order, so a crash still leaves a
+    # consistent prefix.
+    documents = chain.from_iterable(read_ahead(new_documents()))
+    commit(read_ahead(_bronze_columns(documents, source, unreadable, settings.extract_commit_rows)))
     new_rows = written
 
     # Reconcile the recent buckets by count, independently of the watermark: a document written

@@ -124,7 +124,7 @@ class Settings:
     # A day with at most this many new documents is read as one query and sorted by the client
     # (FerretDB's plain read rate; the client holds the day); a larger day is read one 10-minute
     # slot at a time, sorted by the server. 0: always by slot.
-    extract_day_read_max_docs: int = 100_000
+    extract_day_read_max_docs: int = 50_000
     # The day bucket a first extraction (empty bronze table) starts from, ISO date. Empty: the
     # oldest bucket in the collection, an index read on MongoDB but a scan of the whole collection
     # on FerretDB (its sort is not pushed down): set it on a large FerretDB-backed source.
