@@ -94,3 +94,42 @@ def test_judge_refuses_dates_beyond_what_a_datetime_holds():
     assert '"$numberLong"' in raw
     assert judge_raw_activity(raw, NOW)["rule"] == Rule.EVENT_TIME
     assert judge_raw_activity("not json", NOW)["rule"] == Rule.EVENT_ID
+
+
+@pytest.mark.parametrize("element", [1, 0.5, True, None, {}, [], "", "\U0001d11e", {"\U0001d11e": 1},
+                                     {"$date": "2026-01-01T00:00:00Z"}, [1, [1, [1]]]],
+                         ids=lambda e: repr(e)[:20])
+def test_text_short_enough_to_skip_the_size_check_cannot_encode_over_the_limit(element):
+    """``validate_activity`` skips the BSON encoding for text of at most MAX_TEXT_CHARS_UNDER_LIMIT
+    characters. The densest documents that text can hold (arrays of one small value, as compact as
+    JSON allows, unescaped 4-byte characters) must stay within 5 bytes per character."""
+    import json
+
+    from bson import encode
+
+    from learntrack.activity_model import MAX_DOC_BYTES, MAX_TEXT_CHARS_UNDER_LIMIT
+    from learntrack.extended_json import loads_utc
+
+    def text(n):
+        return json.dumps({"a": [element] * n}, separators=(",", ":"), ensure_ascii=False)
+
+    n = 1
+    while len(text(n + 1)) <= MAX_TEXT_CHARS_UNDER_LIMIT:
+        n += 1
+    densest = text(n)
+    size = len(encode(loads_utc(densest)))
+    assert size <= 5 * len(densest) + 5 and size < MAX_DOC_BYTES
+    assert len(encode({"k": "\U0001d11e" * MAX_TEXT_CHARS_UNDER_LIMIT})) < MAX_DOC_BYTES
+
+
+def test_a_document_too_large_is_refused_whether_or_not_its_text_length_is_given():
+    from learntrack.activity_model import MAX_TEXT_CHARS_UNDER_LIMIT
+    from learntrack.extended_json import dumps_relaxed
+
+    big = doc(session_id="x" * 17_000)
+    written = NOW
+    assert validate_activity(big, now=written) == Rule.TOO_LARGE
+    assert validate_activity(big, now=written, text_chars=len(dumps_relaxed(big))) == Rule.TOO_LARGE
+    assert judge_raw_activity(dumps_relaxed(big), written)["rule"] == Rule.TOO_LARGE
+    # Given a short text length, the encoding is skipped: the caller vouches for the text.
+    assert validate_activity(big, now=written, text_chars=MAX_TEXT_CHARS_UNDER_LIMIT) is None
