@@ -11,6 +11,7 @@ day d can change what a play or a login of day d-1 is paired with.
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
 
 from learntrack.intervals import Interval
@@ -276,29 +277,38 @@ def build_gold(spark, settings: Settings, interval: Interval) -> dict[str, Any]:
     batch_rows = silver.where(window(settings, "gold", interval.batch_id).batch_filter())
     seen = batch_rows.groupBy("batch_id", "event_date").count().collect()
     batches = sorted({r["batch_id"] for r in seen} | {interval.batch_id})
-    moved_first_days = merge_progress(spark, lake, batch_rows, items)
-    days = days_to_recompute([r["event_date"] for r in seen] + moved_first_days)
-    # A day retention has emptied in silver is final in gold: recomputing it from what is left
-    # would replace the day with almost nothing (issue 11, finding 2). Silver quarantines such late
-    # events already; this guards a batch processed after a later retention run.
-    horizon = silver_horizon(settings)
-    beyond = [d for d in days if horizon and d < horizon]
-    days = [d for d in days if d not in beyond]
-    result: dict[str, Any] = {"recomputed_dates": [d.isoformat() for d in days], "versions_before": versions_before,
-                              "days_beyond_retention": [d.isoformat() for d in beyond],
-                              "input_batches": batches, "backlog_batches": sum(b < interval.batch_id for b in batches),
-                              "rows_in": sum(r["count"] for r in seen)}
-    if days:
-        progress = read_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake)
-        replace_partitions(course_daily_engagement(silver, items, progress, days), GOLD_COURSE_DAILY, lake,
-                           "event_date", days)
-        faults.point(settings, "gold.course_daily_written")
-        replace_partitions(multi_region_access(silver, days, settings.multi_region_window_minutes), GOLD_MULTI_REGION,
-                           lake, "event_date", days)
-        replace_partitions(shared_access(silver, days, settings.shared_access_min_students,
-                                         settings.shared_access_kind_list), GOLD_SHARED_ACCESS,
-                           lake, "event_date", days)
-    result["funnel_dates"] = [d.isoformat() for d in write_funnel_snapshot(spark, lake, interval.as_of_date)]
-    result.update(build_engagement(spark, settings, interval.as_of_date, batch_rows))
+    # The tables below are independent of each other but for the order progress -> recomputed days
+    # -> course daily; each write is mostly fixed cost on a daily run (planning, Delta log, small
+    # tasks), so they are submitted side by side and overlap on the cluster's cores. Every write is
+    # still a whole-day replace or a keyed MERGE: the outcome does not depend on their order.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="gold") as pool:
+        engagement = pool.submit(build_engagement, spark, settings, interval.as_of_date, batch_rows)
+        moved_first_days = merge_progress(spark, lake, batch_rows, items)
+        funnel = pool.submit(write_funnel_snapshot, spark, lake, interval.as_of_date)
+        days = days_to_recompute([r["event_date"] for r in seen] + moved_first_days)
+        # A day retention has emptied in silver is final in gold: recomputing it from what is left
+        # would replace the day with almost nothing (issue 11, finding 2). Silver quarantines such
+        # late events already; this guards a batch processed after a later retention run.
+        horizon = silver_horizon(settings)
+        beyond = [d for d in days if horizon and d < horizon]
+        days = [d for d in days if d not in beyond]
+        result: dict[str, Any] = {
+            "recomputed_dates": [d.isoformat() for d in days], "versions_before": versions_before,
+            "days_beyond_retention": [d.isoformat() for d in beyond], "input_batches": batches,
+            "backlog_batches": sum(b < interval.batch_id for b in batches), "rows_in": sum(r["count"] for r in seen)}
+        if days:
+            access = [pool.submit(replace_partitions, multi_region_access(silver, days, settings.multi_region_window_minutes),
+                                  GOLD_MULTI_REGION, lake, "event_date", days),
+                      pool.submit(replace_partitions, shared_access(silver, days, settings.shared_access_min_students,
+                                                                    settings.shared_access_kind_list),
+                                  GOLD_SHARED_ACCESS, lake, "event_date", days)]
+            progress = read_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake)
+            replace_partitions(course_daily_engagement(silver, items, progress, days), GOLD_COURSE_DAILY, lake,
+                               "event_date", days)
+            faults.point(settings, "gold.course_daily_written")
+            for written in access:
+                written.result()
+        result["funnel_dates"] = [d.isoformat() for d in funnel.result()]
+        result.update(engagement.result())
     result["as_of_date"] = interval.as_of_date.isoformat()
     return result

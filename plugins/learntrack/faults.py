@@ -17,7 +17,7 @@ POINTS = (
     "bronze.students.committed",
     "bronze.courses.committed",
     "silver.quarantine_merged",  # between silver's quarantine MERGE and its activities MERGE
-    "gold.course_daily_written",  # mid-gold: course-daily replaced, the other gold tables not yet
+    "gold.course_daily_written",  # mid-gold: course-daily replaced, the tables written beside it maybe not
     "cassandra.by_day_written",  # mid-publish: the by-day table upserted, the by-course one not
     "redis.hashes_written",  # mid-publish: student hashes and staging leaderboard, no swap yet
     "neo4j.batch_written",  # mid-publish: access events merged, no multi-region query, no ledger
