@@ -19,9 +19,11 @@ from typing import Any, Callable, Iterable, Iterator
 from lake.tables import BRONZE_ACTIVITIES, BRONZE_COURSES, BRONZE_STUDENTS, Table
 from learntrack import faults
 from learntrack.intervals import UTC, Interval, to_utc
+from learntrack.mongo_ops import WRITE_SLOT_MINUTES
 from learntrack.settings import Settings
 
 log = logging.getLogger(__name__)
+SLOTS_PER_DAY = 24 * 60 // WRITE_SLOT_MINUTES
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def _slots(collection, source: Source, watermark, upper: dt.datetime, first_day:
     the slot are stamped from the same write time (``mongo_ops.write_buckets``), so an empty day
     bucket means empty slots.
     """
-    from learntrack.mongo_ops import WRITE_SLOT_MINUTES, slots_between
+    from learntrack.mongo_ops import slots_between
 
     if watermark is None and first_day:  # first run from a configured day (extract_first_day)
         start = dt.datetime.fromisoformat(first_day).replace(tzinfo=UTC)
@@ -106,7 +108,7 @@ def _slots(collection, source: Source, watermark, upper: dt.datetime, first_day:
         return []
     slots = slots_between(start, upper)
     flt = _mongo_filter(source.watermark_field, watermark, upper)
-    whole_days = [d for d, n in Counter(s[:10] for s in slots).items() if n == 24 * 60 // WRITE_SLOT_MINUTES]
+    whole_days = [d for d, n in Counter(s[:10] for s in slots).items() if n == SLOTS_PER_DAY]
     empty = {d for d in whole_days if collection.find_one({source.bucket_field: d, **flt}, {"_id": 1}) is None}
     return [s for s in slots if s[:10] not in empty]
 
@@ -315,11 +317,17 @@ def extract_source(settings: Settings, interval: Interval, source: Source, db,
         # reconciliation below finds any other. Yields the documents of a day (or a slot) in order.
         limit = settings.extract_day_read_max_docs
         for day, in_day in groupby(slots, key=lambda slot: slot[:10]):
-            docs = _read_day(collection, source, day, flt, limit, settings.extract_batch_size) if limit else None
+            in_day = list(in_day)
+            # Only a whole day: the server narrows a query by the bucket equality alone (the write
+            # time is filtered after), so a day bucket read for the watermark's last slot, or for
+            # the upper bound's first, would fetch the whole day for a few documents.
+            whole = len(in_day) == SLOTS_PER_DAY
+            docs = _read_day(collection, source, day, flt, limit, settings.extract_batch_size) if (
+                whole and limit) else None
             if docs is not None:
                 yield list(_after_watermark(docs, source.watermark_field, watermark))
                 continue
-            if limit:
+            if whole and limit:
                 log.info("bronze.%s: day %s holds more than %d new documents; read by slot",
                          source.table.name, day, limit)
             for slot in in_day:

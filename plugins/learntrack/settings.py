@@ -121,9 +121,10 @@ class Settings:
     # Rows per bronze commit: each commit carries its own watermark, and the next chunk is read
     # from MongoDB while one commits, so smaller chunks overlap more but pay more commits.
     extract_commit_rows: int = 50_000
-    # A day with at most this many new documents is read as one query and sorted by the client
-    # (FerretDB's plain read rate; the client holds the day); a larger day is read one 10-minute
-    # slot at a time, sorted by the server. 0: always by slot.
+    # A whole day (not the partial days at the watermark and the upper bound) with at most this
+    # many new documents is read as one query and sorted by the client (FerretDB's plain read rate;
+    # the client holds the day); a larger or partial day one 10-minute slot at a time, sorted by
+    # the server. 0: always by slot.
     extract_day_read_max_docs: int = 50_000
     # The day bucket a first extraction (empty bronze table) starts from, ISO date. Empty: the
     # oldest bucket in the collection, an index read on MongoDB but a scan of the whole collection
