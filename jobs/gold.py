@@ -297,11 +297,11 @@ def build_gold(spark, settings: Settings, interval: Interval) -> dict[str, Any]:
             "days_beyond_retention": [d.isoformat() for d in beyond], "input_batches": batches,
             "backlog_batches": sum(b < interval.batch_id for b in batches), "rows_in": sum(r["count"] for r in seen)}
         if days:
-            access = [pool.submit(replace_partitions, multi_region_access(silver, days, settings.multi_region_window_minutes),
-                                  GOLD_MULTI_REGION, lake, "event_date", days),
-                      pool.submit(replace_partitions, shared_access(silver, days, settings.shared_access_min_students,
-                                                                    settings.shared_access_kind_list),
-                                  GOLD_SHARED_ACCESS, lake, "event_date", days)]
+            multi_region = multi_region_access(silver, days, settings.multi_region_window_minutes)
+            shared = shared_access(silver, days, settings.shared_access_min_students,
+                                   settings.shared_access_kind_list)
+            access = [pool.submit(replace_partitions, multi_region, GOLD_MULTI_REGION, lake, "event_date", days),
+                      pool.submit(replace_partitions, shared, GOLD_SHARED_ACCESS, lake, "event_date", days)]
             progress = read_table(spark, GOLD_STUDENT_COURSE_PROGRESS, lake)
             replace_partitions(course_daily_engagement(silver, items, progress, days), GOLD_COURSE_DAILY, lake,
                                "event_date", days)
