@@ -321,13 +321,12 @@ def extract_source(settings: Settings, interval: Interval, source: Source, db,
             # Only a whole day: the server narrows a query by the bucket equality alone (the write
             # time is filtered after), so a day bucket read for the watermark's last slot, or for
             # the upper bound's first, would fetch the whole day for a few documents.
-            whole = len(in_day) == SLOTS_PER_DAY
-            docs = _read_day(collection, source, day, flt, limit, settings.extract_batch_size) if (
-                whole and limit) else None
+            by_day = limit > 0 and len(in_day) == SLOTS_PER_DAY
+            docs = _read_day(collection, source, day, flt, limit, settings.extract_batch_size) if by_day else None
             if docs is not None:
                 yield list(_after_watermark(docs, source.watermark_field, watermark))
                 continue
-            if whole and limit:
+            if by_day:
                 log.info("bronze.%s: day %s holds more than %d new documents; read by slot",
                          source.table.name, day, limit)
             for slot in in_day:
