@@ -29,8 +29,9 @@ class BeforeStartDateError(ValueError):
     that "succeeds" having done nothing."""
 
 
-def check_days(settings: Settings, days: Iterable[dt.date]) -> list[Interval]:
-    """The days' intervals; raises for a day that has not ended or precedes the DAG's start date."""
+def check_days(settings: Settings, days: Iterable[dt.date], now: dt.datetime | None = None) -> list[Interval]:
+    """The days' intervals; raises for a day that has not ended by `now` (default: the clock) or
+    precedes the DAG's start date."""
     from learntrack import airflow_local
 
     start = dt.date.fromisoformat(settings.pipeline_start_date or airflow_local.pipeline_start_date(settings))
@@ -40,7 +41,7 @@ def check_days(settings: Settings, days: Iterable[dt.date]) -> list[Interval]:
             f"{', '.join(map(str, early))} precede the daily DAG's start date {start}; Airflow would run none of "
             f"its tasks. Set LEARNTRACK_PIPELINE_START_DATE={early[0]} and restart Airflow "
             "(`learntrack airflow down && learntrack airflow up`)")
-    return [Interval.for_day(d).refuse_future() for d in days]
+    return [Interval.for_day(d).refuse_future(now) for d in days]
 
 
 def run_days(settings: Settings, days: Iterable[dt.date], echo: Echo = print, timeout: float = 3 * 3600) -> dict:

@@ -8,8 +8,6 @@ import pytest
 from learntrack.intervals import FutureIntervalError
 from learntrack.scheduled_runs import BeforeStartDateError, check_days
 
-TODAY = dt.datetime.now(dt.timezone.utc).date()
-
 
 @pytest.fixture()
 def settings(base_settings, tmp_path):
@@ -17,12 +15,17 @@ def settings(base_settings, tmp_path):
 
 
 def test_a_day_that_has_not_ended_is_refused(settings):
+    # A fixed clock: a "today" taken at collection was already over when a suite crossed
+    # midnight UTC (CI, 2026-12-07).
+    now = dt.datetime(2026, 6, 15, 0, 0, 1, tzinfo=dt.timezone.utc)
     with pytest.raises(FutureIntervalError, match="has not ended yet"):
-        check_days(settings, [TODAY])
-    with pytest.raises(FutureIntervalError):
-        check_days(settings, [dt.date(2027, 1, 1)])
-    [yesterday] = check_days(settings, [TODAY - dt.timedelta(days=1)])
-    assert yesterday.end == dt.datetime.combine(TODAY, dt.time(), dt.timezone.utc)
+        check_days(settings, [dt.date(2026, 6, 15)], now=now)
+    with pytest.raises(FutureIntervalError, match="the last day that can run is 2026-06-14"):
+        check_days(settings, [dt.date(2026, 6, 14), dt.date(2026, 6, 20)], now=now)
+    [yesterday] = check_days(settings, [dt.date(2026, 6, 14)], now=now)
+    assert yesterday.end == dt.datetime(2026, 6, 15, tzinfo=dt.timezone.utc) < now
+    with pytest.raises(FutureIntervalError):  # the default is the real clock
+        check_days(settings, [dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)])
 
 
 def test_a_day_before_the_start_date_is_refused_with_the_setting_to_change(settings):
@@ -34,7 +37,7 @@ def test_cli_run_for_a_future_day_exits_2_with_the_reason(settings, capsys, monk
     from learntrack import cli
 
     monkeypatch.setattr(cli, "get_settings", lambda: settings)
-    assert cli.main(["run", "--date", (TODAY + dt.timedelta(days=3)).isoformat()]) == 2
+    assert cli.main(["run", "--date", (dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=3)).isoformat()]) == 2
     out = capsys.readouterr().out
     assert "ERROR" in out and "has not ended yet" in out
     assert not (settings.airflow_home_path / "airflow.cfg").exists()  # nothing was started
