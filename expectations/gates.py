@@ -22,14 +22,14 @@ def gate_result(checks: list[dict]) -> dict[str, Any]:
 
 
 def validate_or_quarantine(spark, settings: Settings, interval: Interval, checks: list, written: list) -> list[dict]:
-    """Run every (frame, suite[, at least this many rows]); on a failure, move what this run wrote
-    aside (``written``: (table, version before the run, rows)) and restore those tables before
-    failing the task."""
-    from expectations.gate import GateFailed, validate
+    """Run every (frame or a function building it, suite[, at least this many rows]); on a failure,
+    move what this run wrote aside (``written``: (table, version before the run, rows)) and restore
+    those tables before failing the task."""
+    from expectations.gate import GateFailed, validate_all
     from lake.delta import quarantine_run_output
 
     try:
-        return [validate(df, suite, settings, interval.batch_id, *rows) for df, suite, *rows in checks]
+        return validate_all(checks, settings, interval.batch_id)
     except GateFailed as exc:
         restored = quarantine_run_output(spark, settings.lake_uri, interval.batch_id, written)
         raise GateFailed(exc.suite, exc.failures + [f"restored {restored or 'nothing'}; this run's rows are "
@@ -83,27 +83,27 @@ def gate_bronze(spark, settings: Settings, interval: Interval, extract_result: d
     day buckets is in bronze (counted independently of the watermark). Activities must be fresh."""
     from pyspark.sql import functions as F
 
-    from expectations.gate import validate
+    from functools import partial
+
+    from expectations.gate import validate_all
     from expectations.suites import bronze_batch_suite, bronze_completeness_suite, freshness_suite
     from jobs.bronze import SOURCES
     from lake.delta import read_table
 
     extracted = {e["table"]: e for e in extract_result["sources"]}
-    out = []
+    checks = []
     for src in SOURCES:
         e = extracted[src.table.qualified]
         batch = read_table(spark, src.table, settings.lake_uri).where(F.col("batch_id") == interval.batch_id)
         expected = e["extracted"] + e.get("already_in_batch", 0)
-        out.append(validate(batch, bronze_batch_suite(src.table, expected), settings, interval.batch_id, expected))
+        checks.append((batch, bronze_batch_suite(src.table, expected), expected))
         # Activities are insert-only, so a bucket's count is exact. A profile moves to a newer bucket
         # when it changes (bronze keeps every version), so its buckets are compared as "at least".
         exact = src.collection == "activities"
-        out.append(validate(bronze_completeness(spark, settings, e),
-                            bronze_completeness_suite(src.table, exact), settings, interval.batch_id))
-    out.append(validate(activity_freshness(spark, settings, interval),
-                        freshness_suite("bronze.activities.freshness", settings.freshness_max_hours),
-                        settings, interval.batch_id))
-    return gate_result(out)
+        checks.append((partial(bronze_completeness, spark, settings, e), bronze_completeness_suite(src.table, exact)))
+    checks.append((partial(activity_freshness, spark, settings, interval),
+                   freshness_suite("bronze.activities.freshness", settings.freshness_max_hours)))
+    return gate_result(validate_all(checks, settings, interval.batch_id))
 
 
 # --- silver -----------------------------------------------------------------------------------
@@ -210,6 +210,8 @@ def gate_silver(spark, settings: Settings, interval: Interval, build_result: dic
     """Silver rows of the affected days, the write lag, and the reconciliation of every bronze batch
     build_silver took in; on failure every silver table the run changed is restored; on success,
     records silver as completed for those batches in the stage ledger."""
+    from functools import partial
+
     from pyspark.sql import functions as F
 
     from expectations.suites import reconciliation_suite, silver_activities_suite, silver_timing_suite
@@ -223,7 +225,7 @@ def gate_silver(spark, settings: Settings, interval: Interval, build_result: dic
     timing = df.select((F.col("ingested_at").cast("double") - F.col("event_time").cast("double")).alias("write_lag_s"))
     inserted = build_result.get("inserted", 0)  # every row silver inserted is in the affected days
     checks = [(df, silver_activities_suite(), inserted), (timing, silver_timing_suite(), inserted),
-              (silver_reconciliation(spark, settings, batches, days),
+              (partial(silver_reconciliation, spark, settings, batches, days),
                reconciliation_suite("silver.activities.reconciliation",
                                     [("rows_in", "accounted"), ("quarantined", "invalid_rows")],
                                     list(SILVER_RECONCILIATION_ZERO)))]
@@ -279,12 +281,15 @@ def gate_gold(spark, settings: Settings, interval: Interval, build_result: dict)
         (GOLD_COMPLETION_FUNNEL, read_table(spark, GOLD_COMPLETION_FUNNEL, lake)
          .where(F.col("as_of_date").isin(build_result.get("funnel_dates", []))), suites.gold_completion_funnel_suite()),
     ]
-    silver_events = read_table(spark, SILVER_ACTIVITIES, lake).where(F.col("event_date").isin(days)).count()
-    gold_events = written[0][1].agg(F.sum("events")).first()[0] or 0
+
+    def events_reconciliation():
+        silver_events = read_table(spark, SILVER_ACTIVITIES, lake).where(F.col("event_date").isin(days)).count()
+        gold_events = written[0][1].agg(F.sum("events")).first()[0] or 0
+        return spark.createDataFrame([(silver_events, gold_events)], "silver_events long, gold_events long")
+
     checks = [(df, suite) for _, df, suite in written]
-    checks.append((spark.createDataFrame([(silver_events, gold_events)], "silver_events long, gold_events long"),
-                   suites.reconciliation_suite("gold.course_daily_engagement.reconciliation",
-                                               [("silver_events", "gold_events")])))
+    checks.append((events_reconciliation, suites.reconciliation_suite("gold.course_daily_engagement.reconciliation",
+                                                                      [("silver_events", "gold_events")])))
     before = build_result.get("versions_before") or {}
     result = gate_result(validate_or_quarantine(spark, settings, interval, checks,
                                                 [(t, before.get(t.qualified), df) for t, df, _ in written]))

@@ -81,6 +81,8 @@ JUDGED_FIELDS = tuple(name for name, _ in JUDGED_TYPES)
 def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any]:
     """Move every bronze batch silver has not completed, up to the run's own, into silver (ADR 17);
     return the counts, the batches taken in and the affected days."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from delta.tables import DeltaTable
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -92,6 +94,13 @@ def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any
     bronze = spark.read.format("delta").load(ensure_table(spark, BRONZE_ACTIVITIES, lake))
     pending = pending_from_table(settings, "silver", interval.batch_id, BRONZE_ACTIVITIES)
     batch = typed_activities(bronze.where(pending.batch_filter()), settings.raw_retention_days).persist()
+    # The profile tables read other bronze tables and write other silver tables: they are built on a
+    # second thread while the activities are judged and merged, overlapping their fixed costs (as
+    # gold's writes, ADR 36). Each is a keyed MERGE, so the order does not change the outcome, and a
+    # failed gate restores every silver table to ``versions_before`` whichever committed.
+    profiles = ThreadPoolExecutor(max_workers=1, thread_name_prefix="silver-profiles")
+    students = profiles.submit(build_student_dimension, spark, settings, interval, pending.batch_filter())
+    course_items = profiles.submit(build_course_items, spark, settings, interval, pending.batch_filter())
     try:
         # One job judges the batch (it is cached) and counts it: rows per (rule, event day).
         tally = batch.groupBy("rule", "event_date").count().collect()
@@ -136,9 +145,9 @@ def build_silver(spark, settings: Settings, interval: Interval) -> dict[str, Any
         inserted = merged_rows_inserted(settings, SILVER_ACTIVITIES, versions_before[SILVER_ACTIVITIES.qualified])
     finally:
         batch.unpersist()
+        profiles.shutdown(wait=True)  # a failure above still lets the profile MERGEs finish, not half-run
 
-    students = build_student_dimension(spark, settings, interval, pending.batch_filter())
-    course_items = build_course_items(spark, settings, interval, pending.batch_filter())
+    students, course_items = students.result(), course_items.result()
     result = {
         "batch_id": interval.batch_id, "input_batches": list(pending.batches), "backlog_batches": len(pending.backlog),
         "rows_in": rows_in, "rows_out": inserted, "inserted": inserted,

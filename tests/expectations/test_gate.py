@@ -90,3 +90,44 @@ def _bronze():
     from lake.tables import BRONZE_ACTIVITIES
 
     return BRONZE_ACTIVITIES
+
+
+def test_validate_all_runs_every_check_and_raises_the_first_failure_in_order(spark, fresh_lake):
+    """Suites run side by side (``GATE_THREADS``); the verdict and the results must be those of
+    running them one after the other: every check runs, results come back in the checks' order, and
+    the first failing check (by order, not by finishing time) is the one raised, naming the others."""
+    import threading
+
+    from expectations import suites
+    from expectations.gate import GateFailed, validate_all
+
+    threads = set()
+
+    def counts(missing: int):
+        def build():  # a frame built on the validating thread, as the reconciliations are
+            threads.add(threading.current_thread().name)
+            return spark.createDataFrame([(missing, 7, 7 - missing)], "missing_from_bronze long, in_mongo long, "
+                                                                      "in_bronze long")
+        return build
+
+    ok, bad = suites.bronze_completeness_suite(_bronze(), True), suites.reconciliation_suite(
+        "counts.equal", [("in_mongo", "in_bronze")], ["missing_from_bronze"])
+    frame = spark.createDataFrame([(0, 7, 7)], "missing_from_bronze long, in_mongo long, in_bronze long")
+    results = validate_all([(counts(0), ok), (frame, bad), (counts(0), ok)], fresh_lake, "b1")
+    assert [r["suite"] for r in results] == [ok.name, bad.name, ok.name]
+    assert all(r["passed"] == r["evaluated"] > 0 for r in results)
+    assert threads and all(t.startswith("gate") for t in threads)
+
+    built = []
+    late_failure = suites.reconciliation_suite("late.failure", [("in_mongo", "in_bronze")])
+
+    def recorded(missing):
+        build = counts(missing)
+        return lambda: built.append(missing) or build()
+
+    with pytest.raises(GateFailed) as failed:
+        validate_all([(recorded(0), ok), (recorded(2), bad), (recorded(3), late_failure), (recorded(0), ok)],
+                     fresh_lake, "b1")
+    assert failed.value.suite == bad.name  # the first failing check in order
+    assert any("late.failure" in f for f in failed.value.failures)  # the other failure is named
+    assert sorted(built) == [0, 0, 2, 3]  # every check ran
