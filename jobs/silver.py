@@ -53,13 +53,13 @@ def typed_activities(bronze_df, max_age_days: int | None = None):
         import pyarrow as pa
 
         from lake.tables import _arrow_type
-        from learntrack.activity_model import judge_raw_activity
+        from learntrack.activity_model import judge_raw_activity, utc_datetimes
 
         types = [_arrow_type(t) for _, t in JUDGED_TYPES]
         raw_at = _BRONZE_PASSTHROUGH.index("raw")  # the batches hold the passthrough columns, in order
         for batch in batches:
             raws = batch.column("raw").to_pylist()
-            written = batch.column("source_updated_at").to_pylist()
+            written = utc_datetimes(batch.column("source_updated_at"))
             outs = [judge_raw_activity(raw, at, max_age_days) for raw, at in zip(raws, written)]
             refused_raw = [raw if out["rule"] else None for raw, out in zip(raws, outs)]
             columns = batch.columns

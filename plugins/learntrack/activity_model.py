@@ -138,6 +138,19 @@ def validate_activity(doc: Mapping[str, Any], now: dt.datetime | None = None,
     return None
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def utc_datetimes(column) -> list[dt.datetime | None]:
+    """An Arrow timestamp column (UTC; a finer unit must hold whole microseconds) as aware datetimes in ``datetime.timezone.utc``:
+    ``to_pylist`` gives the same instants with a ``zoneinfo`` UTC, five times slower to build and
+    slower to compare (a fifth of silver's judging)."""
+    import pyarrow as pa
+
+    micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
+    return [None if us is None else _EPOCH + dt.timedelta(microseconds=us) for us in micros]
+
+
 #: How silver reads a bronze row's Extended JSON: aware UTC datetimes, and dates outside what a
 #: datetime holds (years 1-9999) as DatetimeMS instead of an error, so the rules can refuse them.
 def judge_raw_activity(raw: str, written_at: dt.datetime, max_age_days: int | None = None) -> dict[str, Any]:

@@ -133,3 +133,22 @@ def test_a_document_too_large_is_refused_whether_or_not_its_text_length_is_given
     assert judge_raw_activity(dumps_relaxed(big), written)["rule"] == Rule.TOO_LARGE
     # Given a short text length, the encoding is skipped: the caller vouches for the text.
     assert validate_activity(big, now=written, text_chars=MAX_TEXT_CHARS_UNDER_LIMIT) is None
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us"])
+def test_utc_datetimes_are_to_pylists_instants_in_timezone_utc(unit):
+    """Silver's write times: the same instants as pyarrow's ``to_pylist``, with ``timezone.utc``
+    (what judging compares against), nulls kept, before 1970 and at the edges of the years too."""
+    import pyarrow as pa
+
+    from learntrack.activity_model import utc_datetimes
+
+    utc = dt.timezone.utc
+    values = [dt.datetime(2026, 1, 10, 9, 30, 1, 123456, tzinfo=utc), None, dt.datetime(1969, 12, 31, 23, 59, 59, tzinfo=utc),
+              dt.datetime(1, 1, 1, tzinfo=utc), dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=utc)]
+    column = pa.array(values, pa.timestamp("us", tz="UTC")).cast(pa.timestamp(unit, tz="UTC"), safe=False)
+    got = utc_datetimes(column)
+    assert got == column.to_pylist()
+    assert all(v is None or v.tzinfo is utc for v in got)
+    if unit == "us":
+        assert got == values
