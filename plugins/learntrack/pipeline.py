@@ -70,16 +70,17 @@ def gate_gold(settings: Settings, interval: Interval, build_gold: dict) -> dict[
     return gates.gate_gold(_spark(settings), settings, interval, build_gold)
 
 
-def _publish_pending(settings: Settings, interval: Interval, sink: str, publish: Callable[[list[dt.date]], dict],
-                     upstream: str = "gold"):
+def _publish_pending(settings: Settings, interval: Interval, sink: str,
+                     publish: Callable[[list[dt.date], list[str]], dict], upstream: str = "gold"):
     """Publish the days of every ``upstream`` completion this sink has not published yet, up to the
     run's own (a publish that failed on day D is repaired by D+1's run), then record the sink's
-    completion. ``upstream`` "gold" lists event days; "gold_snapshots" the as-of days."""
+    completion. ``upstream`` "gold" lists event days; "gold_snapshots" the as-of days. ``publish``
+    gets the days and the bronze batches behind them (the run's own, the backlog's, their inputs)."""
     from lake import ledger
 
     pending = ledger.pending_from_ledger(settings, sink, upstream, interval.batch_id)
     days = list(pending.dates)
-    result = publish(days)
+    result = publish(days, list(pending.batches))
     ledger.record(settings, sink, interval.batch_id, pending.batches, days)
     return {**result, "published_dates": [d.isoformat() for d in days], "backlog_batches": len(pending.backlog)}
 
@@ -119,9 +120,9 @@ def publish_cassandra(settings: Settings, interval: Interval) -> dict:
         return {"student_engagement_rows": eng["rows_upserted"], "funnel_rows": funnel["rows_upserted"]}
 
     with sink.open_session(settings) as session:  # one connection for all five publishes
-        daily = _publish_pending(settings, interval, "publish_cassandra", lambda d: by_event_day(d, session))
+        daily = _publish_pending(settings, interval, "publish_cassandra", lambda d, _: by_event_day(d, session))
         snapshots = _publish_pending(settings, interval, "publish_cassandra.snapshots",
-                                     lambda d: by_as_of_day(d, session), "gold_snapshots")
+                                     lambda d, _: by_as_of_day(d, session), "gold_snapshots")
     return {**daily, "rows_out": daily["rows_upserted"] + snapshots["student_engagement_rows"]
             + snapshots["funnel_rows"] + daily["multi_region_alerts"] + daily["shared_access"],
             "snapshots": snapshots}
@@ -192,17 +193,24 @@ def reconcile_live(settings: Settings, interval: Interval, as_of: dt.date, stude
 
 
 def publish_neo4j(settings: Settings, interval: Interval) -> dict:
-    """Publish the logins of the days gold recomputed, then run the Cypher checks over those days
-    and record their (:Alert) nodes (multi-region access, shared IPs)."""
+    """Publish the logins the pending batches brought to the days gold recomputed, then run the
+    Cypher checks over those days and record their (:Alert) nodes (multi-region access, shared IPs).
+
+    Silver's rows are insert-only and each belongs to the one batch that brought it, so the logins
+    of the pending batches are all a day's logins the graph does not hold yet: a late event no
+    longer republishes its whole day (2.5 s for five days against 0.5 s for the batch, ADR 38).
+    The checks still read whole days, old accesses and new."""
+    import pyarrow as pa
     import pyarrow.dataset as ds
 
     from lake import delta_rs
     from lake.tables import SILVER_ACTIVITIES
     from learntrack.sinks.neo4j_sink import detect_and_record, publish_access
 
-    def publish(days: list[dt.date]) -> dict:
+    def publish(days: list[dt.date], batches: list[str]) -> dict:
         logins = delta_rs.rows(settings, SILVER_ACTIVITIES,
-                               ds.field("event_date").isin(days) & (ds.field("event_type") == "login"),
+                               ds.field("event_date").isin(days) & (ds.field("event_type") == "login")
+                               & ds.field("batch_id").isin(pa.array(batches, pa.string())),
                                columns=["event_id", "student_id", "region", "country", "ip", "device", "event_time"]
                                ) if days else iter(())
         result = publish_access(settings, logins)

@@ -117,3 +117,53 @@ def test_extraction_the_publish_stages_and_run_records_run_without_spark(stack, 
     assert seen["published_dates"] == {"publish_cassandra": [], "publish_redis": None, "publish_neo4j": []}
     assert {r["stage"] for r in ledger.completions(s, "publish_cassandra")} == {"publish_cassandra"}
     assert ledger.processed_up_to(s, "publish_neo4j") == "20260302T000000Z"
+
+
+def test_neo4j_publishes_the_pending_batches_logins_and_the_graph_holds_every_login(stack, tmp_path):
+    """A late login for an old day comes with a later batch: that batch's publish sends its own
+    logins only (the old day's other logins are in the graph already), the graph then holds every
+    login of both batches, and the check over the recomputed days sees the late pair."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from lake import ledger
+    from lake.tables import SILVER_ACTIVITIES
+    from learntrack.intervals import Interval
+    from learntrack.pipeline import publish_neo4j
+    from learntrack.sinks import neo4j_sink
+
+    s = stack.with_overrides(lake_root=str(tmp_path / "lake"), home=str(tmp_path / "home"),
+                             neo4j_namespace="lt_pipeline_neo4j")
+    neo4j_sink.clear_namespace(s)
+    schema = SILVER_ACTIVITIES.arrow_schema()
+    b1, b2 = Interval.for_day(D1).batch_id, Interval.for_day(D2).batch_id
+
+    def login(event_id, student, region, day, hour, minute, batch):
+        at = dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=dt.timezone.utc)
+        return {"event_id": event_id, "student_id": student, "course_id": "c1", "event_type": "login",
+                "event_time": at, "event_date": day, "region": region, "country": "US", "ip": "10.0.0.1",
+                "device": "web", "ingested_at": at, "batch_id": batch}
+
+    def land(rows, batch, days):  # silver's rows of a batch, and gold's completion of it
+        write_deltalake(SILVER_ACTIVITIES.path(s.lake_uri),
+                        pa.Table.from_pylist([{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema),
+                        mode="append")
+        ledger.record(s, "gold", batch, [batch], days)
+
+    land([login("n1", "s1", "us-east", D1, 9, 0, b1), login("n2", "s2", "us-east", D1, 10, 0, b1),
+          login("n3", "s1", "us-east", D1, 12, 0, b1)], b1, [D1])
+    assert publish_neo4j(s, Interval.for_day(D1))["access_events"] == 3
+    # Batch 2: a login of its own day, and s1 from another region 5 minutes after n1 (late).
+    land([login("n4", "s2", "us-east", D2, 9, 0, b2), login("n5", "s1", "eu-west", D1, 9, 5, b2)], b2, [D1, D2])
+    out = publish_neo4j(s, Interval.for_day(D2))
+    assert out["access_events"] == 2 and out["published_dates"] == [D1.isoformat(), D2.isoformat()]
+    recs, _, _ = neo4j_sink.connect(s).execute_query(
+        "MATCH (st:Student {ns: $ns})-[:HAD]->(a:Access)-[:FROM]->(r:Region) RETURN a.event_id AS e, "
+        "st.student_id AS s, r.name AS r ORDER BY e", ns=s.neo4j_namespace)
+    assert [tuple(r.values()) for r in recs] == [("n1", "s1", "us-east"), ("n2", "s2", "us-east"),
+                                                 ("n3", "s1", "us-east"), ("n4", "s2", "us-east"),
+                                                 ("n5", "s1", "eu-west")]
+    since = dt.datetime.combine(D1, dt.time(), dt.timezone.utc)
+    pairs = neo4j_sink.multi_region_pairs(s, since, since + dt.timedelta(days=2))
+    assert {(p["student_id"], p["first_event_id"], p["second_event_id"]) for p in pairs} >= {("s1", "n1", "n5")}
+    assert out["multi_region_students"] == 1
