@@ -81,9 +81,9 @@ def gate_bronze(spark, settings: Settings, interval: Interval, extract_result: d
     """Per source: the batch holds exactly the rows the extraction committed (this attempt's plus an
     interrupted earlier attempt's), with no key twice; and every MongoDB document of the reconciled
     day buckets is in bronze (counted independently of the watermark). Activities must be fresh."""
-    from pyspark.sql import functions as F
-
     from functools import partial
+
+    from pyspark.sql import functions as F
 
     from expectations.gate import validate_all
     from expectations.suites import bronze_batch_suite, bronze_completeness_suite, freshness_suite

@@ -142,9 +142,9 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def utc_datetimes(column) -> list[dt.datetime | None]:
-    """An Arrow timestamp column (UTC; a finer unit must hold whole microseconds) as aware datetimes in ``datetime.timezone.utc``:
-    ``to_pylist`` gives the same instants with a ``zoneinfo`` UTC, five times slower to build and
-    slower to compare (a fifth of silver's judging)."""
+    """An Arrow timestamp column (UTC; a finer unit must hold whole microseconds) as aware datetimes
+    in ``datetime.timezone.utc``. ``to_pylist`` gives the same instants with a ``zoneinfo`` UTC, five
+    times slower to build and slower to compare (a fifth of silver's judging)."""
     import pyarrow as pa
 
     micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()

@@ -144,8 +144,9 @@ def test_utc_datetimes_are_to_pylists_instants_in_timezone_utc(unit):
     from learntrack.activity_model import utc_datetimes
 
     utc = dt.timezone.utc
-    values = [dt.datetime(2026, 1, 10, 9, 30, 1, 123456, tzinfo=utc), None, dt.datetime(1969, 12, 31, 23, 59, 59, tzinfo=utc),
-              dt.datetime(1, 1, 1, tzinfo=utc), dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=utc)]
+    values = [dt.datetime(2026, 1, 10, 9, 30, 1, 123456, tzinfo=utc), None,
+              dt.datetime(1969, 12, 31, 23, 59, 59, tzinfo=utc), dt.datetime(1, 1, 1, tzinfo=utc),
+              dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=utc)]
     column = pa.array(values, pa.timestamp("us", tz="UTC")).cast(pa.timestamp(unit, tz="UTC"), safe=False)
     got = utc_datetimes(column)
     assert got == column.to_pylist()

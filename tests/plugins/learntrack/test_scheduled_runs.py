@@ -37,7 +37,8 @@ def test_cli_run_for_a_future_day_exits_2_with_the_reason(settings, capsys, monk
     from learntrack import cli
 
     monkeypatch.setattr(cli, "get_settings", lambda: settings)
-    assert cli.main(["run", "--date", (dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=3)).isoformat()]) == 2
+    in_three_days = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=3)
+    assert cli.main(["run", "--date", in_three_days.isoformat()]) == 2
     out = capsys.readouterr().out
     assert "ERROR" in out and "has not ended yet" in out
     assert not (settings.airflow_home_path / "airflow.cfg").exists()  # nothing was started
