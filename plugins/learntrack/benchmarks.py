@@ -37,6 +37,49 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
 
 
+#: The packages a pipeline run imports; a benchmark names the checkout each one came from.
+CODE_PACKAGES = ("jobs", "lake", "expectations", "learntrack")
+
+
+def code_under_test() -> dict[str, str]:
+    """Per package: its checkout and that checkout's commit ("+changes" when the tree differs).
+
+    An A/B of two worktrees goes wrong silently when ``python -c`` runs from another checkout: the
+    current directory comes first on ``sys.path``, so jobs/, lake/ and expectations/ were that
+    checkout's while learntrack came from the worktree (2026-12-07). A benchmark prints this and
+    warns when the packages come from more than one checkout."""
+    import importlib
+    import subprocess
+    from pathlib import Path
+
+    out = {}
+    for name in CODE_PACKAGES:
+        module = importlib.import_module(name)
+        folder = Path(next(iter(module.__path__))).resolve()
+        try:
+            top = subprocess.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel"], capture_output=True,
+                                 text=True, timeout=10).stdout.strip()
+            head = subprocess.run(["git", "-C", top, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+            dirty = subprocess.run(["git", "-C", top, "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            out[name] = f"{top} {head}{' +changes' if dirty else ''}" if top else str(folder)
+        except (OSError, subprocess.SubprocessError):
+            out[name] = str(folder)
+    return out
+
+
+def describe_code(echo: Callable[[str], None]) -> dict[str, str]:
+    """Print the code under test (one line, or a warning listing each package's checkout)."""
+    code = code_under_test()
+    if len(set(code.values())) == 1:
+        echo(f"Code: {next(iter(code.values()))}")
+    else:
+        echo("WARNING: the code under test comes from more than one checkout: "
+             + "; ".join(f"{k} {v}" for k, v in code.items()))
+    return code
+
+
 def bench_mongo(settings: Settings, activities: int, queries: int = 200, updates: int = 500,
                 budget_s: float = 300, echo: Callable[[str], None] = print, keep: bool = False) -> dict:
     """Load ``activities`` generated events with the bulk API, then time the three patterns."""

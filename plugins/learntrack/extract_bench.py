@@ -88,7 +88,7 @@ def oldest_bucket_search(settings: Settings) -> int:
 
 def bench_extract(settings: Settings, activities: int, days: int = 10, keep: bool = False,
                   rounds: int = 2, echo: Echo = print) -> dict:
-    from learntrack.benchmarks import machine
+    from learntrack.benchmarks import describe_code, machine
     from learntrack.generator import GenParams
     from learntrack.intervals import Interval
     from learntrack.lake_bench import END, EVENTS_PER_STUDENT_DAY, SEED, load_generated
@@ -105,6 +105,7 @@ def bench_extract(settings: Settings, activities: int, days: int = 10, keep: boo
         mongo.close()
     result: dict = {"machine": machine(), "namespace": NAMESPACE, "params": {
         "students": params.students, "courses": params.courses, "days": days, "seed": SEED}}
+    result["code"] = describe_code(echo)
     if keep and have >= activities * 0.9:
         echo(f"Reusing {have:,} activities in MongoDB {NAMESPACE}")
     else:

@@ -32,7 +32,7 @@ import shutil
 import time
 from typing import Callable
 
-from learntrack.benchmarks import machine
+from learntrack.benchmarks import describe_code, machine
 from learntrack.settings import Settings
 
 NAMESPACE = "lt_lakebench"
@@ -175,6 +175,7 @@ def bench_lake(settings: Settings, activities: int, history_days: int = 30, echo
                     "namespace": NAMESPACE, "lake": str(root),
                     "params": {"students": params.students, "courses": params.courses, "days": params.days,
                                "first_day": first.isoformat(), "seed": SEED}}
+    result["code"] = describe_code(echo)
     echo(f"Wiping namespace {NAMESPACE} (MongoDB, Cassandra, Redis, the benchmark's Neo4j nodes, {root})")
     shutil.rmtree(root, ignore_errors=True)
     wipe_sinks(base)
