@@ -50,20 +50,24 @@ def code_under_test() -> dict[str, str]:
     warns when the packages come from more than one checkout."""
     import importlib
     import subprocess
+    from functools import lru_cache
     from pathlib import Path
+
+    def git(folder, *args: str) -> str:
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+
+    @lru_cache(maxsize=None)
+    def checkout(top: str) -> str:  # asked once per checkout, not per package
+        dirty = git(top, "status", "--porcelain", "--untracked-files=no")
+        return f"{top} {git(top, 'rev-parse', '--short', 'HEAD')}{' +changes' if dirty else ''}"
 
     out = {}
     for name in CODE_PACKAGES:
-        module = importlib.import_module(name)
-        folder = Path(next(iter(module.__path__))).resolve()
+        folder = Path(next(iter(importlib.import_module(name).__path__))).resolve()
         try:
-            top = subprocess.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel"], capture_output=True,
-                                 text=True, timeout=10).stdout.strip()
-            head = subprocess.run(["git", "-C", top, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-            dirty = subprocess.run(["git", "-C", top, "status", "--porcelain", "--untracked-files=no"],
-                                   capture_output=True, text=True, timeout=10).stdout.strip()
-            out[name] = f"{top} {head}{' +changes' if dirty else ''}" if top else str(folder)
+            top = git(folder, "rev-parse", "--show-toplevel")
+            out[name] = checkout(top) if top else str(folder)
         except (OSError, subprocess.SubprocessError):
             out[name] = str(folder)
     return out

@@ -200,7 +200,6 @@ def publish_neo4j(settings: Settings, interval: Interval) -> dict:
     of the pending batches are all a day's logins the graph does not hold yet: a late event no
     longer republishes its whole day (2.5 s for five days against 0.5 s for the batch, ADR 38).
     The checks still read whole days, old accesses and new."""
-    import pyarrow as pa
     import pyarrow.dataset as ds
 
     from lake import delta_rs
@@ -210,7 +209,7 @@ def publish_neo4j(settings: Settings, interval: Interval) -> dict:
     def publish(days: list[dt.date], batches: list[str]) -> dict:
         logins = delta_rs.rows(settings, SILVER_ACTIVITIES,
                                ds.field("event_date").isin(days) & (ds.field("event_type") == "login")
-                               & ds.field("batch_id").isin(pa.array(batches, pa.string())),
+                               & ds.field("batch_id").isin(batches),
                                columns=["event_id", "student_id", "region", "country", "ip", "device", "event_time"]
                                ) if days else iter(())
         result = publish_access(settings, logins)
