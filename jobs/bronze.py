@@ -206,6 +206,8 @@ def bucket_counts(settings: Settings, source: Source, collection, days: list[str
 
     from learntrack.mongo_ops import count_matching, count_method
 
+    if not days:
+        return {}
     method = count_method(collection.database, settings.mongo_count_method)  # asked once, not per bucket
 
     def in_mongo(day: str) -> int:
@@ -296,6 +298,7 @@ def extract_source(settings: Settings, interval: Interval, source: Source, db,
     slots = _slots(collection, source, watermark, upper, settings.extract_first_day)
     written = 0
     unreadable: list[str] = []
+    read_whole: set[str] = set()  # day buckets this run read entirely, as one query
     extracted_at = now  # aware: a naive value would be read as the host's local time
 
     def commit(chunks: Iterable[dict[str, list]]) -> None:
@@ -324,6 +327,8 @@ def extract_source(settings: Settings, interval: Interval, source: Source, db,
             by_day = limit > 0 and len(in_day) == SLOTS_PER_DAY
             docs = _read_day(collection, source, day, flt, limit, settings.extract_batch_size) if by_day else None
             if docs is not None:
+                if watermark is None or watermark[0] <= dt.datetime.fromisoformat(day).replace(tzinfo=UTC):
+                    read_whole.add(day)  # not the watermark's own day: documents behind it are not in the read
                 yield list(_after_watermark(docs, source.watermark_field, watermark))
                 continue
             if by_day:
@@ -346,11 +351,12 @@ def extract_source(settings: Settings, interval: Interval, source: Source, db,
     # Reconcile the recent buckets by count, independently of the watermark: a document written
     # behind it (a slow flush, a writer's slow clock, a caller-set write time) is extracted now.
     # (Rows are committed first, so the count sees them; an append keeps the watermark: the
-    # repaired rows are older than the newest row.)
+    # repaired rows are older than the newest row.) A day this run has just read whole, as one
+    # query, is not counted: every one of its documents up to ``upper`` was in that read, and a
+    # count reads them all again (ADR 39). The bronze gate still counts it, independently.
     repaired = 0
-    for d, (in_mongo, in_bronze) in bucket_counts(settings, source, collection,
-                                                  reconcile_days(watermark, upper, settings.extract_reconcile_days),
-                                                  upper).items():
+    counted = [d for d in reconcile_days(watermark, upper, settings.extract_reconcile_days) if d not in read_whole]
+    for d, (in_mongo, in_bronze) in bucket_counts(settings, source, collection, counted, upper).items():
         if in_mongo > in_bronze:
             before = written
             commit(_bronze_columns(_missing_documents(settings, source, collection, d, upper,
@@ -364,7 +370,7 @@ def extract_source(settings: Settings, interval: Interval, source: Source, db,
                          f"a date between years 1 and 9999 (first ids: {unreadable[:5]}); the write path stamps it, "
                          f"so another writer did: fix or delete them, then re-run")
     return {"table": source.table.qualified, "extracted": written, "new_rows": new_rows,
-            "repaired_behind_watermark": repaired, "already_in_batch": already,
+            "repaired_behind_watermark": repaired, "buckets_counted": counted, "already_in_batch": already,
             "watermark_before": watermark[0].isoformat() if watermark else None, "upper": upper.isoformat()}
 
 

@@ -324,3 +324,54 @@ def test_a_day_read_as_one_query_commits_what_slot_reads_commit_in_the_same_orde
     with pytest.raises(ValueError, match="not a date between years 1 and 9999"):
         bronze.extract_source(settings.with_overrides(lake_root=str(settings.home_path / "rogue")), interval,
                               bronze.SOURCES[0], bronze.extraction_db(settings, db.client))
+
+
+def test_a_day_read_whole_is_not_counted_again_and_the_gate_still_counts_it(world, spark, monkeypatch):
+    """ADR 39: a day bucket extraction has just read whole, as one query, is not counted by the
+    extraction (a count reads its documents again); the watermark's own day, which the read saw only
+    after the watermark, still is. The bronze gate counts every reconciled day independently: a
+    document that lands in a day after its read fails the gate, and the next extraction, for which
+    that day holds the watermark, counts it and extracts the document."""
+    import learntrack.mongo_ops as mongo_ops
+    from expectations.gate import GateFailed
+    from expectations.gates import gate_bronze
+    from jobs.bronze import extract_bronze
+    from learntrack.intervals import Interval
+
+    settings, db = world
+
+    def extract(interval):
+        report = extract_bronze(settings, interval)
+        return report, next(e for e in report if e["table"] == "bronze.activities")
+
+    counted = []  # the activity buckets MongoDB was asked to count (the real count still runs)
+    real_count = mongo_ops.count_matching
+
+    def count_matching(collection, flt, *args, **kwargs):
+        if collection.name == "activities":
+            counted.append(flt["ingest_day"])
+        return real_count(collection, flt, *args, **kwargs)
+
+    monkeypatch.setattr(mongo_ops, "count_matching", count_matching)
+    day1, day2 = Interval.for_day(T1.date()), Interval.for_day(T1.date() + dt.timedelta(days=1))
+    db.activities.insert_many([doc(i, T1 + dt.timedelta(minutes=i)) for i in range(5)])
+    _, first = extract(day1)
+    # 03-01 was read whole; of 03-02 (the interval's end) only its first slot was in the read
+    assert (first["extracted"], first["buckets_counted"]) == (5, ["2026-03-02"])
+    assert counted == ["2026-03-02"]
+
+    db.activities.insert_many([doc(10 + i, T1 + dt.timedelta(days=1, minutes=i)) for i in range(3)])
+    counted.clear()
+    report, second = extract(day2)
+    # 03-01 holds the watermark (its documents behind it were not in the read): counted; 03-02 read whole
+    assert (second["extracted"], second["buckets_counted"]) == (3, ["2026-02-28", "2026-03-01", "2026-03-03"])
+    assert sorted(counted) == ["2026-02-28", "2026-03-01", "2026-03-03"]
+
+    # Lands in 03-02 after its read, stamped before the interval's end: the gate's own count sees it.
+    db.activities.insert_one(doc(20, T1 + dt.timedelta(days=1, minutes=1, seconds=30)))
+    with pytest.raises(GateFailed, match="bronze.activities.completeness"):
+        gate_bronze(spark, settings, day2, {"sources": report})
+    _, again = extract(day2)
+    assert (again["new_rows"], again["repaired_behind_watermark"]) == (0, 1)
+    assert "2026-03-02" in again["buckets_counted"]
+    assert bronze_ids(spark, settings) == sorted(str(d["_id"]) for d in db.activities.find({}, {"_id": 1}))
