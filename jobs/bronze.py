@@ -319,12 +319,16 @@ def extract_source(settings: Settings, interval: Interval, source: Source, db,
         # watermark can match (docs/decisions.md, "extraction watermark"); the count
         # reconciliation below finds any other. Yields the documents of a day (or a slot) in order.
         limit = settings.extract_day_read_max_docs
+        previous_over = False  # the last whole day read by slot held more than the limit
         for day, in_day in groupby(slots, key=lambda slot: slot[:10]):
             in_day = list(in_day)
             # Only a whole day: the server narrows a query by the bucket equality alone (the write
             # time is filtered after), so a day bucket read for the watermark's last slot, or for
             # the upper bound's first, would fetch the whole day for a few documents.
-            by_day = limit > 0 and len(in_day) == SLOTS_PER_DAY
+            whole = limit > 0 and len(in_day) == SLOTS_PER_DAY
+            # A day after one over the limit is read by slot straight away: days of one source are
+            # alike, and a day query over the limit is read for nothing (the limit's worth of documents).
+            by_day = whole and not previous_over
             docs = _read_day(collection, source, day, flt, limit, settings.extract_batch_size) if by_day else None
             if docs is not None:
                 if watermark is None or watermark[0] <= dt.datetime.fromisoformat(day).replace(tzinfo=UTC):
@@ -334,11 +338,16 @@ def extract_source(settings: Settings, interval: Interval, source: Source, db,
             if by_day:
                 log.info("bronze.%s: day %s holds more than %d new documents; read by slot",
                          source.table.name, day, limit)
+            in_slots = 0
             for slot in in_day:
-                yield list(_after_watermark(
+                docs = list(_after_watermark(
                     collection.find({source.slot_field: slot, **flt})
                     .sort([(source.watermark_field, 1), ("_id", 1)]).batch_size(settings.extract_batch_size),
                     source.watermark_field, watermark))
+                in_slots += len(docs)
+                yield docs
+            if whole:
+                previous_over = in_slots > limit
 
     # Three steps at once, each in its own thread: the next day is read (waiting on MongoDB) while
     # this one is encoded into chunks, and a chunk is committed (in delta-rs, which releases the

@@ -375,3 +375,31 @@ def test_a_day_read_whole_is_not_counted_again_and_the_gate_still_counts_it(worl
     assert (again["new_rows"], again["repaired_behind_watermark"]) == (0, 1)
     assert "2026-03-02" in again["buckets_counted"]
     assert bronze_ids(spark, settings) == sorted(str(d["_id"]) for d in db.activities.find({}, {"_id": 1}))
+
+
+def test_a_day_after_one_over_the_limit_is_read_by_slot_straight_away(world, spark, monkeypatch):
+    """A day query over ``extract_day_read_max_docs`` is read for nothing (the seed-scale day's
+    profiles: 30 days of about 67k, each a 50k-document read thrown away). After a whole day that
+    held more than the limit, the next is read by slot without trying; after one that held less, a
+    day query is tried again. Every document still reaches bronze, once."""
+    import jobs.bronze as bronze
+    from learntrack.intervals import Interval
+
+    settings, db = world
+    settings = settings.with_overrides(extract_day_read_max_docs=20)
+    sizes = {0: 30, 1: 30, 2: 5, 3: 5}  # documents per day from 03-01
+    db.activities.insert_many([doc(100 * d + i, T1 + dt.timedelta(days=d, minutes=i))
+                               for d, n in sizes.items() for i in range(n)])
+    tried, real_read_day = [], bronze._read_day
+
+    def read_day(collection, source, day, *args):
+        docs = real_read_day(collection, source, day, *args)
+        tried.append((day, docs is not None))
+        return docs
+
+    monkeypatch.setattr(bronze, "_read_day", read_day)
+    out = bronze.extract_source(settings, Interval.for_day(dt.date(2026, 3, 4)), bronze.SOURCES[0], db)
+    # 03-01 tried and over; 03-02 by slot (30: over); 03-03 by slot (5: under); 03-04 tried and read
+    assert tried == [("2026-03-01", False), ("2026-03-04", True)]
+    assert out["extracted"] == sum(sizes.values())
+    assert bronze_ids(spark, settings) == sorted(str(d["_id"]) for d in db.activities.find({}, {"_id": 1}))
