@@ -32,7 +32,8 @@ def run_suite(spark_df, spec, pandas_max_rows: int, at_least_rows: int = 0):
     the size (measured 2.6 s against 0.3 s for the 27 expectations of 200 gold rows), which made
     the gates most of a daily run. Larger frames are validated where they are, by Spark; a caller
     that knows the frame holds at least ``at_least_rows`` rows spares collecting its first
-    ``pandas_max_rows`` for nothing (1 s for 200k silver rows).
+    ``pandas_max_rows`` for nothing (1 s for 200k silver rows). A suite that passes on Spark comes
+    back with its verdicts only (no counts or observed values).
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
@@ -53,7 +54,13 @@ def run_suite(spark_df, spec, pandas_max_rows: int, at_least_rows: int = 0):
         engine, frame, source = "spark", spark_df, context.data_sources.add_spark(name="lake")
     asset = source.add_dataframe_asset(name=suite.name)
     batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": frame})
-    return batch.validate(suite), engine
+    if engine == "pandas":
+        return batch.validate(suite), engine
+    # On Spark, GX's default (SUMMARY) also runs a job per expectation for a sample of unexpected
+    # values, failing or not: asking for the verdicts only is 1.6-1.8x faster (ADR 40). A suite that
+    # fails is validated again for its counts, which the failure and the report name.
+    verdicts = batch.validate(suite, result_format="BOOLEAN_ONLY")
+    return (verdicts if verdicts.success else batch.validate(suite)), engine
 
 
 def validate(spark_df, spec, settings: Settings, batch_id: str, at_least_rows: int = 0) -> dict:

@@ -61,7 +61,12 @@ def test_pandas_and_spark_engines_give_the_same_verdicts(spark, rows_of, suite_o
         on_pandas, engine_p = run_suite(df, getattr(suites, suite_of)(), pandas_max_rows=1000)
         on_spark, engine_s = run_suite(df, getattr(suites, suite_of)(), pandas_max_rows=0)
         assert (engine_p, engine_s) == ("pandas", "spark")
-        assert verdicts(on_pandas) == verdicts(on_spark)
+        if rows is clean:  # a suite that passes on Spark carries its verdicts only (ADR 40)
+            assert [v[:2] for v in verdicts(on_pandas)] == [v[:2] for v in verdicts(on_spark)]
+            assert all(r.success for r in on_spark.results)
+        else:  # one that fails is validated again for its counts: the same as pandas's, row for row
+            assert verdicts(on_pandas) == verdicts(on_spark)
+            assert any(v[2] for v in verdicts(on_spark))
         assert on_pandas.success is (rows is clean)  # the broken rows are caught, by both
 
 
@@ -131,3 +136,37 @@ def test_validate_all_runs_every_check_and_raises_the_first_failure_in_order(spa
     assert failed.value.suite == bad.name  # the first failing check in order
     assert any("late.failure" in f for f in failed.value.failures)  # the other failure is named
     assert sorted(built) == [0, 0, 2, 3]  # every check ran
+
+
+def test_a_suite_on_spark_is_validated_for_verdicts_and_again_for_counts_only_when_it_fails(spark, fresh_lake):
+    """ADR 40: GX's default result format runs a Spark job per expectation for a sample of unexpected
+    values even when nothing is unexpected; a passing suite is validated once, verdicts only. A
+    failing one names its unexpected counts in the failure and the report all the same."""
+    from great_expectations.datasource.fluent.interfaces import Batch
+
+    from expectations import suites
+    from expectations.gate import GateFailed, validate
+
+    formats = []
+    original = Batch.validate
+    Batch.validate = lambda self, expect, **kw: formats.append(kw.get("result_format")) or original(self, expect, **kw)
+    settings = fresh_lake.with_overrides(gate_pandas_max_rows=0)  # every frame on Spark
+    try:
+        good = spark.createDataFrame([(0, 7, 7), (0, 3, 3)], "missing_from_bronze long, in_mongo long, in_bronze long")
+        passed = validate(good, suites.bronze_completeness_suite(_bronze(), True), settings, "b1")
+        assert (passed["engine"], passed["passed"], formats) == ("spark", 2, ["BOOLEAN_ONLY"])
+
+        formats.clear()
+        bad = spark.createDataFrame([(2, 7, 5), (0, 3, 4), (1, 3, 2)],
+                                    "missing_from_bronze long, in_mongo long, in_bronze long")
+        with pytest.raises(GateFailed) as failed:
+            validate(bad, suites.bronze_completeness_suite(_bronze(), True), settings, "b1")
+    finally:
+        Batch.validate = original
+    assert formats == ["BOOLEAN_ONLY", None]  # the second time with GX's default: counts
+    assert sorted(failed.value.failures) == sorted([
+        "expect_column_values_to_be_between(column=missing_from_bronze, min_value=0.0, max_value=0.0) unexpected=2",
+        "expect_column_pair_values_a_to_be_greater_than_b(column_A=in_mongo, column_B=in_bronze, or_equal=True) "
+        "unexpected=1"])
+    page = failed.value.report.read_text()
+    assert page.count("<td>FAIL</td>") == 2 and "<td>2</td>" in page and "<td>1</td>" in page
