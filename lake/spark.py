@@ -44,7 +44,8 @@ def spark_session(settings: Settings, app_name: str = "learntrack"):
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.warehouse.dir", str(settings.home_path / "spark-warehouse"))
         .config("spark.driver.extraJavaOptions",
-                f"-Dderby.system.home={settings.home_path / 'derby'} -Dlog4j2.configurationFile=file:{log4j}")
+                f"-Dderby.system.home={settings.home_path / 'derby'} -Dlog4j2.configurationFile=file:{log4j} "
+                f"{settings.spark_driver_java_options}".strip())
         # Delta: keep small local tables small and make MERGE/replaceWhere deterministic.
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
         .config("spark.databricks.delta.optimizeWrite.enabled", "true")
