@@ -308,6 +308,12 @@ def cmd_bench(args, settings: Settings) -> int:
         echo(f"Benchmark: lake pipeline stages, {args.activities:,} activities over {args.history_days} days "
              f"(+1 daily day)")
         result = bench_lake(settings, args.activities, history_days=args.history_days, echo=echo)
+    elif args.target == "stages":
+        from learntrack.lake_bench import bench_stages
+
+        echo(f"Benchmark: silver through the gold gate again on the last lake benchmark's batch, "
+             f"{args.rounds} round{'s' if args.rounds != 1 else ''}")
+        result = bench_stages(settings, rounds=args.rounds, echo=echo)
     elif args.target == "extract":
         from learntrack.extract_bench import bench_extract
 
@@ -326,7 +332,8 @@ def cmd_bench(args, settings: Settings) -> int:
              f"({redact_uri(settings.mongo_uri)})")
         result = bench_mongo(settings, args.activities, queries=args.queries, keep=args.keep, echo=echo)
         echo(json.dumps(result, indent=1))
-    size = args.step if args.target == "seed-day" else "lake" if args.target == "sql" else args.activities
+    size = (args.step if args.target == "seed-day" else "lake" if args.target == "sql"
+            else result["activities"] if args.target == "stages" else args.activities)
     out = settings.home_path / "benchmarks" / f"{args.target}-{size}-{int(time.time())}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=str))
@@ -637,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_mongo)
 
     b = sub.add_parser("bench", help="on-demand benchmarks (print figures, not part of the tests)")
-    b.add_argument("target", choices=["mongo", "lake", "extract", "serving", "seed-day", "sql", "targets"])
+    b.add_argument("target", choices=["mongo", "lake", "stages", "extract", "serving", "seed-day", "sql", "targets"])
     b.add_argument("step", nargs="?", choices=["load", "run", "status", "reset"],
                    help="seed-day: load (resumable, in parts), run (resumable, stage by stage), status, reset")
     b.add_argument("--parts", type=int, default=None, help="seed-day load: at most this many parts now")
@@ -650,6 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--keep", action="store_true", help="reuse the data already loaded when large enough")
     b.add_argument("--history-days", type=int, default=30, help="lake: days of history before the timed day")
     b.add_argument("--days", type=int, default=10, help="extract: days the activities are spread over")
+    b.add_argument("--rounds", type=int, default=2, help="stages: rounds, each from the lake copy put back")
     b.set_defaults(func=cmd_bench)
 
     r = sub.add_parser("run", help="run the daily DAG for closed UTC days through Airflow's scheduler")

@@ -236,3 +236,79 @@ def bench_lake(settings: Settings, activities: int, history_days: int = 30, echo
     echo(f"  batch: {tp['activities']:,} activities over {history_days} days; daily runs: "
          f"{daily_1['activities']:,} (day 2) and {daily_h['activities']:,} (day {history_days + 1}) activities")
     return result
+
+
+#: The stages ``bench stages`` re-runs: everything after extraction and its gate up to the gold gate.
+REPLAYED_STAGES = ("build_silver", "gate_silver", "build_gold", "gate_gold")
+
+
+def reset_to_bronze(settings: Settings, lake: str) -> list[str]:
+    """Put a lake back to the moment after extraction: every silver and gold table restored to its
+    first (empty) version, the stage ledger removed; bronze untouched. Returns the tables restored."""
+    from lake import storage
+    from lake.tables import GOLD_TABLES, SILVER_TABLES, STAGE_LEDGER
+
+    restored = []
+    for table in (*SILVER_TABLES, *GOLD_TABLES):
+        path = table.path(lake)
+        if not storage.is_delta_table(settings, path):
+            continue
+        delta = storage.open_delta(settings, path)
+        first = min(h["version"] for h in delta.history())
+        if delta.version() > first:
+            delta.restore(first)
+            restored.append(table.qualified)
+    shutil.rmtree(STAGE_LEDGER.path(lake), ignore_errors=True)
+    return restored
+
+
+def bench_stages(settings: Settings, rounds: int = 2, echo: Echo = print) -> dict:
+    """Re-run silver through the gold gate on the batch of the last ``bench lake``, from a copy of
+    its lake put back to "after extraction" each round (``reset_to_bronze``): the lake stages' code
+    compared in about 90 s a round instead of the whole benchmark's 10 minutes. Run it from two
+    checkouts, alternating, to compare them on the same data."""
+    import json
+    import statistics
+
+    from learntrack import pipeline
+    from learntrack.intervals import Interval
+
+    saved = sorted((settings.home_path / "benchmarks").glob("lake-*.json"), key=lambda p: p.stat().st_mtime)
+    if not saved:
+        raise SystemExit("no `learntrack bench lake` result under <home>/benchmarks: run that first")
+    last = json.loads(saved[-1].read_text())
+    source = settings.home_path / "bench-lake" / f"lake-{last['history_days']}day"
+    if not source.is_dir():
+        raise SystemExit(f"{source} is gone: run `learntrack bench lake` again")
+    start, end = (dt.datetime.fromisoformat(x) for x in last["throughput"]["interval"])
+    interval = Interval(start, end)
+    copy = settings.home_path / "bench-stages"
+    base = settings.with_overrides(lake_root=str(copy / "lake"), home=str(copy / "home"),
+                                   spark_jars_dir=str(settings.jars_dir))
+    result: dict = {"machine": machine(), "code": describe_code(echo), "from": str(saved[-1]),
+                    "batch": interval.batch_id, "activities": last["throughput"]["activities"], "rounds": []}
+    echo(f"Batch {interval.batch_id} of {saved[-1].name}: {result['activities']:,} activities; lake copied "
+         f"from {source}")
+    t0 = time.perf_counter()
+    pipeline._spark(base)
+    echo(f"SparkSession started in {time.perf_counter() - t0:.1f} s")
+    for n in range(1, rounds + 1):
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(source, copy / "lake")
+        reset_to_bronze(base, base.lake_uri)
+        secs, up = {}, {}
+        for name in REPLAYED_STAGES:
+            built = name.replace("gate_", "build_")
+            t0 = time.perf_counter()
+            up[name] = getattr(pipeline, name)(base, interval, **({built: up[built]} if name.startswith("gate_") else {}))
+            secs[name] = round(time.perf_counter() - t0, 2)
+        total = round(sum(secs.values()), 1)
+        result["rounds"].append({"seconds": secs, "total_s": total, "silver_inserted": up["build_silver"]["inserted"]})
+        echo(f"  round {n}: " + "  ".join(f"{k} {v:.1f} s" for k, v in secs.items())
+             + f"  = {total:.1f} s, {result['activities'] / total:,.0f} rows/s")
+    totals = [r["total_s"] for r in result["rounds"]]
+    result["median_s"] = statistics.median(totals)
+    echo(f"Summary: {REPLAYED_STAGES[0]}..{REPLAYED_STAGES[-1]} of {result['activities']:,} activities, "
+         f"{rounds} round{'s' if rounds != 1 else ''}: best {min(totals):.1f} s, median {result['median_s']:.1f} s "
+         f"({result['activities'] / result['median_s']:,.0f} rows/s); gate_bronze is not re-run (it counts MongoDB)")
+    return result
