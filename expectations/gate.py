@@ -57,7 +57,7 @@ def run_suite(spark_df, spec, pandas_max_rows: int, at_least_rows: int = 0):
     if engine == "pandas":
         return batch.validate(suite), engine
     # On Spark, GX's default (SUMMARY) also runs a job per expectation for a sample of unexpected
-    # values, failing or not: asking for the verdicts only is 1.6-1.8x faster (ADR 40). A suite that
+    # values, failing or not: the verdicts alone took 1.2-1.4 s against 2.0-3.0 s (ADR 40). A suite that
     # fails is validated again for its counts, which the failure and the report name.
     verdicts = batch.validate(suite, result_format="BOOLEAN_ONLY")
     return (verdicts if verdicts.success else batch.validate(suite)), engine

@@ -273,6 +273,8 @@ def bench_stages(settings: Settings, rounds: int = 2, echo: Echo = print) -> dic
     from learntrack import pipeline
     from learntrack.intervals import Interval
 
+    if rounds < 1:
+        raise ValueError("rounds must be at least 1")
     saved = sorted((settings.home_path / "benchmarks").glob("lake-*.json"), key=lambda p: p.stat().st_mtime)
     if not saved:
         raise SystemExit("no `learntrack bench lake` result under <home>/benchmarks: run that first")
@@ -300,7 +302,8 @@ def bench_stages(settings: Settings, rounds: int = 2, echo: Echo = print) -> dic
         for name in REPLAYED_STAGES:
             built = name.replace("gate_", "build_")
             t0 = time.perf_counter()
-            up[name] = getattr(pipeline, name)(base, interval, **({built: up[built]} if name.startswith("gate_") else {}))
+            upstream = {built: up[built]} if name.startswith("gate_") else {}
+            up[name] = getattr(pipeline, name)(base, interval, **upstream)
             secs[name] = round(time.perf_counter() - t0, 2)
         total = round(sum(secs.values()), 1)
         result["rounds"].append({"seconds": secs, "total_s": total, "silver_inserted": up["build_silver"]["inserted"]})
