@@ -657,7 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--keep", action="store_true", help="reuse the data already loaded when large enough")
     b.add_argument("--history-days", type=int, default=30, help="lake: days of history before the timed day")
     b.add_argument("--days", type=int, default=10, help="extract: days the activities are spread over")
-    b.add_argument("--rounds", type=int, default=2, help="stages: rounds, each from the lake copy put back")
+    b.add_argument("--rounds", type=int, default=3,
+                   help="stages: rounds, each from the lake copy put back; the first warms the JVM up")
     b.set_defaults(func=cmd_bench)
 
     r = sub.add_parser("run", help="run the daily DAG for closed UTC days through Airflow's scheduler")
