@@ -262,14 +262,16 @@ def reset_to_bronze(settings: Settings, lake: str) -> list[str]:
     return restored
 
 
-def bench_stages(settings: Settings, rounds: int = 2, echo: Echo = print) -> dict:
+def bench_stages(settings: Settings, rounds: int = 3, echo: Echo = print) -> dict:
     """Re-run silver through the gold gate on the batch of the last ``bench lake``, from a copy of
-    its lake put back to "after extraction" each round (``reset_to_bronze``): the lake stages' code
-    compared in about 90 s a round instead of the whole benchmark's 10 minutes. Run it from two
-    checkouts, alternating, to compare them on the same data."""
+    its lake put back to "after extraction" each round (``reset_to_bronze``), chained as the DAG
+    chains them (``pipeline.run_chain``): the lake stages' code compared in 1-1.5 min a round
+    instead of the whole benchmark's 10 minutes. Run it from two checkouts, alternating, to compare
+    them on the same data."""
     import json
     import statistics
 
+    from lake.spark import spark_session
     from learntrack import pipeline
     from learntrack.intervals import Interval
 
@@ -292,19 +294,15 @@ def bench_stages(settings: Settings, rounds: int = 2, echo: Echo = print) -> dic
     echo(f"Batch {interval.batch_id} of {saved[-1].name}: {result['activities']:,} activities; lake copied "
          f"from {source}")
     t0 = time.perf_counter()
-    pipeline._spark(base)
+    spark_session(base)
     echo(f"SparkSession started in {time.perf_counter() - t0:.1f} s")
     for n in range(1, rounds + 1):
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(source, copy / "lake")
         reset_to_bronze(base, base.lake_uri)
-        secs, up = {}, {}
-        for name in REPLAYED_STAGES:
-            built = name.replace("gate_", "build_")
-            t0 = time.perf_counter()
-            upstream = {built: up[built]} if name.startswith("gate_") else {}
-            up[name] = getattr(pipeline, name)(base, interval, **upstream)
-            secs[name] = round(time.perf_counter() - t0, 2)
+        secs: dict[str, float] = {}
+        up = pipeline.run_chain(base, interval, chain=tuple(pipeline.STAGES[name] for name in REPLAYED_STAGES),
+                                on_stage=lambda stage, _, seconds: secs.__setitem__(stage.name, round(seconds, 2)))
         total = round(sum(secs.values()), 1)
         result["rounds"].append({"seconds": secs, "total_s": total, "silver_inserted": up["build_silver"]["inserted"]})
         echo(f"  round {n}: " + "  ".join(f"{k} {v:.1f} s" for k, v in secs.items())
